@@ -1,0 +1,1 @@
+"""One module per ``rnc-platform`` command; each exposes ``register(app)``."""

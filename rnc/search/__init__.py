@@ -1,0 +1,1 @@
+"""Search spaces, supernets, datasets and searchers. Knows nothing of Ray or MLflow."""

@@ -1,0 +1,254 @@
+"""Crossbar hardware described as data (``HardwareConfig``), in the style of Accelergy/CiMLoop.
+
+Conventions
+-----------
+- A crossbar has ``crossbar_rows`` word lines (inputs) and ``crossbar_cols`` bit lines (outputs).
+- A weight of ``weight_bits`` bits is bit-sliced over ``ceil(weight_bits / cell_bits)`` adjacent cells
+  (columns) of ``cell_bits`` bits each (ISAAC, ISCA 2016, Sec. 4; NeuroSim).
+- Signed weights: ``offset`` encoding stores ``w + 2**(weight_bits-1)`` and subtracts the offset digitally
+  (ISAAC's "flipped" encoding; no extra columns); ``differential`` uses a positive and a negative column
+  per slice (doubles the columns).
+- Inputs of ``input_bits`` bits stream bit-serially in ``dac_bits`` slices: ``ceil(input_bits / dac_bits)``
+  crossbar reads per output position, each read lasting ``read_ns``.
+- ``crossbars`` is the budget of crossbars the network must fit in; ``0`` means unlimited.
+- ``layer_crossbar_sizes`` maps a layer name (as :func:`rnc.simulator.trace_workload` names it: the
+  module's qualified name) to the ``(rows, cols)`` of the crossbars that layer is mapped onto:
+  heterogeneous tiles, as NAX (Negi et al., DAC 2022) co-designs crossbar size per layer.
+- The component table holds, per component, its count inside its container (``ima`` / ``tile`` /
+  ``chip``), its power, area, and the duration of one action; energy per action is
+  ``power_mw * action_ns`` picojoules (1 mW x 1 ns = 1 pJ). Units are in every field name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+Level = Literal["ima", "tile", "chip"]
+
+
+class HardwareConfigError(ValueError):
+    """A hardware description that cannot be used; the message names the field and what to do."""
+
+
+class Component(BaseModel):
+    """One kind of hardware component, per unit.
+
+    ``count`` is how many units one container (``level``) holds; ``power_mw`` and ``area_mm2`` are per
+    unit; one action (an ADC conversion, a crossbar read, a buffer access) lasts ``action_ns``, so it
+    costs ``power_mw * action_ns`` pJ. ``leakage_mw`` is the static power per unit while powered.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: Level
+    count: float = Field(gt=0)
+    power_mw: float = Field(ge=0)
+    area_mm2: float = Field(ge=0)
+    action_ns: float = Field(default=1.0, gt=0)
+    leakage_mw: float = Field(default=0.0, ge=0)
+    note: str = ""
+
+    @property
+    def energy_pj(self) -> float:
+        """Dynamic energy of one action, in picojoules."""
+        return self.power_mw * self.action_ns
+
+
+class NonIdealities(BaseModel):
+    """Device and circuit non-idealities of the crossbar cells (all zero = ideal).
+
+    Used by :func:`rnc.simulator.to_analog`; the conventions are documented there.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conductance_sigma: float = Field(default=0.0, ge=0, description="relative std of programmed conductance")
+    stuck_at_on_rate: float = Field(default=0.0, ge=0, le=1, description="fraction of cells stuck at G_on")
+    stuck_at_off_rate: float = Field(default=0.0, ge=0, le=1, description="fraction of cells stuck at G_off")
+    read_noise_sigma: float = Field(default=0.0, ge=0, description="relative std of per-read noise")
+    drift_nu: float = Field(default=0.0, ge=0, description="power-law drift exponent, G(t)=G0 (t/t0)^-nu")
+    drift_time_s: float = Field(default=0.0, ge=0, description="time since programming, seconds")
+    drift_t0_s: float = Field(default=1.0, gt=0, description="reference time of the drift law, seconds")
+    wire_resistance_ratio: float = Field(
+        default=0.0, ge=0, description="IR drop: wire segment resistance / cell on-resistance"
+    )
+    on_off_ratio: float = Field(default=0.0, ge=0, description="G_on/G_off; 0 = ideal (G_off = 0)")
+
+    @model_validator(mode="after")
+    def _rates_sum(self) -> NonIdealities:
+        if self.stuck_at_on_rate + self.stuck_at_off_rate > 1:
+            raise ValueError("stuck_at_on_rate + stuck_at_off_rate must be <= 1")
+        return self
+
+
+class HardwareConfig(BaseModel):
+    """An RRAM crossbar accelerator: crossbar geometry, precisions, timing, budget and component table.
+
+    Field names are a stable interface (scripts rely on them). Build one from a preset
+    (:meth:`preset`), a YAML file (:meth:`from_yaml`) or keywords; derive variants with
+    ``model_copy(update={...})`` -- updates are re-validated by :meth:`with_updates`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    crossbar_rows: int = Field(default=128, ge=1, le=65536)
+    crossbar_cols: int = Field(default=128, ge=1, le=65536)
+    cell_bits: int = Field(default=2, ge=1, le=16)
+    weight_bits: int = Field(default=16, ge=1, le=32)
+    input_bits: int = Field(default=16, ge=1, le=32)
+    dac_bits: int = Field(default=1, ge=1, le=16)
+    adc_bits: int = Field(default=8, ge=1, le=16)
+    adcs_per_crossbar: int = Field(default=1, ge=1)
+    read_ns: float = Field(default=100.0, gt=0)
+    crossbars: int = Field(default=0, ge=0, description="budget of crossbars; 0 = unlimited")
+    signed_encoding: Literal["offset", "differential"] = "offset"
+    layer_crossbar_sizes: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    crossbars_per_ima: int = Field(default=8, ge=1)
+    imas_per_tile: int = Field(default=12, ge=1)
+    tiles_per_chip: int = Field(default=168, ge=1)
+    adc_sample_rate_gsps: float = Field(default=1.28, gt=0)
+    components: dict[str, Component] = Field(default_factory=dict)
+    nonideal: NonIdealities = Field(default_factory=NonIdealities)
+
+    @field_validator("layer_crossbar_sizes")
+    @classmethod
+    def _sizes_positive(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for layer, (rows, cols) in v.items():
+            if rows < 1 or cols < 1:
+                raise ValueError(f"layer {layer!r}: crossbar size {rows}x{cols} must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HardwareConfig:
+        if self.dac_bits > self.input_bits:
+            raise ValueError(f"dac_bits ({self.dac_bits}) cannot exceed input_bits ({self.input_bits})")
+        if self.cell_bits > self.weight_bits:
+            raise ValueError(f"cell_bits ({self.cell_bits}) cannot exceed weight_bits ({self.weight_bits})")
+        return self
+
+    # -- derived quantities -------------------------------------------------------------------------
+    @property
+    def slices_per_weight(self) -> int:
+        """Cells (columns) one weight occupies: ``ceil(weight_bits / cell_bits)``, doubled if differential."""
+        slices = math.ceil(self.weight_bits / self.cell_bits)
+        return slices * (2 if self.signed_encoding == "differential" else 1)
+
+    @property
+    def reads_per_input(self) -> int:
+        """Crossbar reads per output position: ``ceil(input_bits / dac_bits)``."""
+        return math.ceil(self.input_bits / self.dac_bits)
+
+    def crossbar_size_for(self, layer_name: str) -> tuple[int, int]:
+        """``(rows, cols)`` of the crossbars ``layer_name`` is mapped onto."""
+        return self.layer_crossbar_sizes.get(layer_name, (self.crossbar_rows, self.crossbar_cols))
+
+    def with_updates(self, **updates: object) -> HardwareConfig:
+        """A validated copy with ``updates`` applied (``model_copy`` does not re-validate)."""
+        data = self.model_dump()
+        for key in updates:
+            if key not in type(self).model_fields:
+                raise HardwareConfigError(
+                    f"unknown hardware field {key!r}; valid fields: {', '.join(type(self).model_fields)}"
+                )
+        data.update(updates)
+        return _validated(data, where="updated hardware")
+
+    def set_values(self, assignments: list[str]) -> HardwareConfig:
+        """Apply ``KEY=VALUE`` strings (CLI ``--set``); dotted keys reach nested models (``nonideal.x``)."""
+        data = self.model_dump()
+        for text in assignments:
+            if "=" not in text:
+                raise HardwareConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set cell_bits=2")
+            key, raw = text.split("=", 1)
+            value = yaml.safe_load(raw)
+            target = data
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                if not isinstance(target.get(part), dict):
+                    raise HardwareConfigError(f"--set {text!r}: {part!r} is not a nested hardware section")
+                target = target[part]
+            if parts[-1] not in target:
+                raise HardwareConfigError(
+                    f"--set {text!r}: unknown hardware field {key!r}; valid fields: {', '.join(target)}"
+                )
+            target[parts[-1]] = value
+        return _validated(data, where="--set")
+
+    def fingerprint(self) -> str:
+        """A short stable hash of every field (cache keys); not cached, so ``model_copy`` stays safe."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+    # -- constructors -------------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str) -> HardwareConfig:
+        """A named preset: ``isaac`` (ISAAC, ISCA 2016, 32 nm) or ``rnc`` (the RNC paper's setting)."""
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            available = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+            raise HardwareConfigError(f"unknown hardware preset {name!r}; available presets: {available}")
+        return cls.from_yaml(path)
+
+    @classmethod
+    def presets(cls) -> list[str]:
+        return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> HardwareConfig:
+        """Load a YAML file; ``base: PRESET`` inherits a preset and overrides its fields."""
+        path = Path(path)
+        if not path.is_file():
+            raise HardwareConfigError(f"hardware file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise HardwareConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise HardwareConfigError(f"{path}: expected a mapping of hardware fields at the top level")
+        base = data.pop("base", None)
+        if base is not None:
+            merged = cls.preset(str(base)).model_dump()
+            for key, value in data.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "components":
+                    merged[key] = {**merged[key], **value}
+                elif key == "components" and isinstance(value, dict):
+                    comps = dict(merged["components"])
+                    for cname, cval in value.items():
+                        comps[cname] = {**comps.get(cname, {}), **cval}
+                    merged[key] = comps
+                else:
+                    merged[key] = value
+            data = merged
+        return _validated(data, where=str(path))
+
+    @classmethod
+    def resolve(cls, spec: str | Path | HardwareConfig) -> HardwareConfig:
+        """A preset name, a YAML path, or a config as it is."""
+        if isinstance(spec, HardwareConfig):
+            return spec
+        text = str(spec)
+        if text in cls.presets():
+            return cls.preset(text)
+        if text.endswith((".yaml", ".yml")) or Path(text).exists():
+            return cls.from_yaml(text)
+        raise HardwareConfigError(
+            f"hardware {text!r} is neither a preset ({', '.join(cls.presets())}) nor a YAML file"
+        )
+
+
+def _validated(data: dict, *, where: str) -> HardwareConfig:
+    try:
+        return HardwareConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise HardwareConfigError(f"{where}: invalid hardware configuration: {problems}") from None
