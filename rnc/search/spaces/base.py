@@ -17,6 +17,8 @@ copied, with the same structure (and ``state_dict`` keys) as ``build_module(geno
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rnc.search.spaces.hardware_genes import HW_PREFIX, apply_hardware_values, parse_hardware_genes
 from rnc.simulator import HardwareConfig, Workload
 
 
@@ -53,14 +56,107 @@ class SupernetModule(Protocol):
 
 
 class SearchSpace(ABC):
-    """Base class: subclasses define ``name``, ``genes`` and the four builders."""
+    """Base class: subclasses define ``name``, ``genes`` (their network genes) and the three builders.
+
+    Hardware genes (co-design, :mod:`rnc.search.spaces.hardware_genes`) are owned by this base class, so every
+    space gets them without code of its own: the constructor keyword ``hardware_genes`` (``{"adc_bits": [4, 6,
+    8]}`` or ``["crossbar_size", "cell_bits"]``) or :meth:`with_hardware_genes` appends one ``Gene(hw.<field>,
+    choices, hardware=True)`` per entry after the space's own genes; :meth:`hardware_for` applies them. To make
+    that hold for any subclass, ``__init_subclass__`` adapts what a subclass defines:
+
+    - ``genes`` (a class attribute, a property, or assigned in ``__init__``) becomes :attr:`network_genes`;
+      :attr:`genes` is always ``network_genes + hardware_genes``;
+    - an overridden ``cardinality`` becomes :attr:`network_cardinality` (distinct networks); :attr:`cardinality`
+      multiplies it by the hardware choices;
+    - an ``__init__`` that does not know ``hardware_genes`` still accepts it;
+    - an overridden ``hardware_for`` runs after the global hardware genes are applied.
+    """
 
     name: str = ""
-    genes: tuple[Gene, ...] = ()
 
-    def __init__(self, *, input_shape: tuple[int, int, int] = (3, 64, 64), num_classes: int = 10) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        if "genes" in own:
+            defined = own["genes"]
+            delattr(cls, "genes")
+            if isinstance(defined, property):
+                cls.network_genes = defined  # type: ignore[assignment]
+            else:
+                cls._class_network_genes = tuple(defined)
+        if "cardinality" in own:
+            defined = own["cardinality"]
+            delattr(cls, "cardinality")
+            cls.network_cardinality = defined  # type: ignore[assignment]
+        if "hardware_for" in own:
+            cls._network_hardware_for = own["hardware_for"]
+            delattr(cls, "hardware_for")
+        if "__init__" in own:
+            original_init = own["__init__"]
+
+            @functools.wraps(original_init)
+            def init_with_hardware_genes(self: SearchSpace, *args: Any, hardware_genes: Any = None, **kw: Any) -> None:
+                original_init(self, *args, **kw)
+                if hardware_genes is not None:
+                    self._hardware_spec = parse_hardware_genes(hardware_genes)
+                self.__dict__.setdefault("_hardware_spec", {})
+                self._check_gene_names()
+
+            cls.__init__ = init_with_hardware_genes  # type: ignore[method-assign]
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, int, int] = (3, 64, 64),
+        num_classes: int = 10,
+        hardware_genes: Mapping[str, Sequence[Any]] | Sequence[str] | None = None,
+    ) -> None:
+        if len(tuple(input_shape)) != 3 or any(int(d) <= 0 for d in input_shape):
+            raise GenomeError(f"space {self.name!r}: input_shape {tuple(input_shape)} must be (C, H, W), all positive")
+        if int(num_classes) < 1:
+            raise GenomeError(f"space {self.name!r}: num_classes must be at least 1, got {num_classes}")
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes = int(num_classes)
+        if hardware_genes is not None or "_hardware_spec" not in self.__dict__:
+            self._hardware_spec: dict[str, tuple[Any, ...]] = parse_hardware_genes(hardware_genes)
+
+    # -- genes ------------------------------------------------------------------------------------------
+    _class_network_genes: tuple[Gene, ...] = ()
+
+    @property
+    def network_genes(self) -> tuple[Gene, ...]:
+        """The space's own genes (network genes and per-layer hardware genes such as NAX's crossbar sizes)."""
+        return self.__dict__.get("_network_genes", self._class_network_genes)
+
+    @property
+    def hardware_genes(self) -> tuple[Gene, ...]:
+        """The optional global hardware genes (``hw.<field>``), appended after :attr:`network_genes`."""
+        spec = self.__dict__.get("_hardware_spec", {})
+        return tuple(Gene(f"{HW_PREFIX}{field}", choices, hardware=True) for field, choices in spec.items())
+
+    @property
+    def genes(self) -> tuple[Gene, ...]:
+        """Every gene of a genome: :attr:`network_genes` then :attr:`hardware_genes`."""
+        return tuple(self.network_genes) + self.hardware_genes
+
+    @genes.setter
+    def genes(self, value: Sequence[Gene]) -> None:
+        self.__dict__["_network_genes"] = tuple(value)
+
+    def with_hardware_genes(
+        self, hardware_genes: Mapping[str, Sequence[Any]] | Sequence[str] | None
+    ) -> SearchSpace:
+        """A copy of this space with the given global hardware genes (replacing any it had)."""
+        other = copy.copy(self)
+        other._hardware_spec = parse_hardware_genes(hardware_genes)
+        other._check_gene_names()
+        return other
+
+    def _check_gene_names(self) -> None:
+        names = [g.name for g in self.genes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise GenomeError(f"space {self.name!r}: gene names {repeated} appear more than once")
 
     # -- genome bookkeeping ---------------------------------------------------------------------------
     @property
@@ -69,10 +165,15 @@ class SearchSpace(ABC):
         return [len(g.choices) for g in self.genes]
 
     @property
+    def network_cardinality(self) -> int:
+        """Number of distinct designs the space's own genes describe. Spaces with inactive genes (elastic
+        depth) override this (or ``cardinality``) with the number of distinct *networks*."""
+        return math.prod(len(g.choices) for g in self.network_genes)
+
+    @property
     def cardinality(self) -> int:
-        """Number of distinct genomes. Spaces with inactive genes (elastic depth) override this with the
-        number of distinct *networks*."""
-        return math.prod(self.n_choices)
+        """Number of distinct designs: :attr:`network_cardinality` times every global hardware gene's choices."""
+        return int(self.network_cardinality) * math.prod(len(g.choices) for g in self.hardware_genes)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return np.array([rng.integers(n) for n in self.n_choices], dtype=np.int64)
@@ -93,6 +194,10 @@ class SearchSpace(ABC):
                     f"space {self.name!r}: gene {gene.name!r} index {int(idx)} out of range 0..{len(gene.choices) - 1}"
                 )
         return arr
+
+    def network_genome(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The genome without its global hardware genes (what the network builders read)."""
+        return self.validate(genome)[: len(self.network_genes)]
 
     def decode(self, genome: Sequence[int] | np.ndarray) -> dict[str, Any]:
         arr = self.validate(genome)
@@ -129,8 +234,23 @@ class SearchSpace(ABC):
         """The weight-sharing supernet containing every genome of the space."""
 
     def hardware_for(self, genome: np.ndarray, hw: HardwareConfig) -> HardwareConfig:
-        """``hw`` with this genome's hardware genes applied; spaces without hardware genes return ``hw``."""
-        return hw
+        """``hw`` with this genome's hardware genes applied: the global ``hw.*`` genes first, then the space's
+        own (per-layer) hardware genes; spaces without hardware genes return ``hw`` itself."""
+        arr = self.validate(genome)
+        n_network = len(self.network_genes)
+        values = {
+            gene.name.removeprefix(HW_PREFIX): gene.choices[int(i)]
+            for gene, i in zip(self.hardware_genes, arr[n_network:], strict=True)
+        }
+        hw = apply_hardware_values(hw, values)
+        network_hardware_for = getattr(type(self), "_network_hardware_for", None)
+        if network_hardware_for is None or self.__dict__.get("_applying_network_hardware"):
+            return hw  # re-entered through super().hardware_for inside a subclass's own hardware_for
+        self.__dict__["_applying_network_hardware"] = True
+        try:
+            return network_hardware_for(self, arr, hw)
+        finally:
+            self.__dict__["_applying_network_hardware"] = False
 
     def describe(self) -> dict[str, Any]:
         return {
