@@ -27,7 +27,8 @@ Interface, shared by all elastic layers
 - ``forward(x)`` runs the active configuration on ``x``.
 - ``export()`` returns the standalone ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear`` of the active
   configuration with its weights copied (detached); its ``state_dict`` keys are those of the plain module,
-  which is how supernets build ``extract(genome)``.
+  which is how supernets build ``extract(genome)`` (:func:`load_active_weights` copies a whole supernet's
+  active weights into a standalone module with the same module names).
 - ``permute_channels(order, side, optimizer=None)`` permutes the weights along the ``"in"`` or ``"out"``
   channel dimension (depthwise convs and batch-norm have a single side).
 
@@ -180,6 +181,10 @@ class ElasticDepthwiseConv2d(_ElasticKernel):
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """``BatchNorm2d`` over the first ``C`` features for a ``C``-channel input (running stats shared in place)."""
 
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, **kwargs) -> None:
+        super().__init__(num_features, eps, momentum, **kwargs)
+        self.active_out = int(num_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         if channels == self.num_features:
@@ -201,8 +206,9 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         )
 
     @torch.no_grad()
-    def export(self, channels: int) -> nn.BatchNorm2d:
-        """A plain ``BatchNorm2d`` of the first ``channels`` features (statistics and affine copied)."""
+    def export(self, channels: int | None = None) -> nn.BatchNorm2d:
+        """A plain ``BatchNorm2d`` of the first ``channels`` (default ``active_out``) features, stats copied."""
+        channels = channels or self.active_out
         bn = nn.BatchNorm2d(channels, self.eps, self.momentum, self.affine, self.track_running_stats)
         if self.affine:
             bn.weight.copy_(self.weight[:channels])
@@ -264,6 +270,27 @@ class ElasticLinear(nn.Module):
 
 
 ElasticLayer = ElasticConv2d | ElasticDepthwiseConv2d | ElasticBatchNorm2d | ElasticLinear
+ELASTIC_TYPES = (ElasticConv2d, ElasticDepthwiseConv2d, ElasticBatchNorm2d, ElasticLinear)
+
+
+@torch.no_grad()
+def load_active_weights(supernet: nn.Module, target: nn.Module) -> nn.Module:
+    """Copy the supernet's *active* weights into ``target``, a standalone module of the same structure.
+
+    Module names must match: every elastic layer of ``supernet`` whose name exists in ``target`` is
+    :meth:`export`-ed (so its ``active_*`` attributes, ``active_in`` included, must describe the active
+    subnet), every other parameter and buffer is copied by name; entries of ``target`` missing from the
+    supernet raise (``load_state_dict(strict=True)``). Returns ``target``.
+    """
+    wanted = target.state_dict()
+    state = {key: value for key, value in supernet.state_dict().items() if key in wanted}
+    target_modules = dict(target.named_modules())
+    for name, module in supernet.named_modules():
+        if isinstance(module, ELASTIC_TYPES) and name in target_modules:
+            for key, value in module.export().state_dict().items():
+                state[f"{name}.{key}"] = value
+    target.load_state_dict(state, strict=True)
+    return target
 
 
 @torch.no_grad()
@@ -323,12 +350,14 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 
 __all__ = [
+    "ELASTIC_TYPES",
     "ElasticBatchNorm2d",
     "ElasticConv2d",
     "ElasticDepthwiseConv2d",
     "ElasticLayer",
     "ElasticLinear",
     "l1_importance",
+    "load_active_weights",
     "make_divisible",
     "sort_channels",
 ]

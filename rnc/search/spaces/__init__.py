@@ -1,0 +1,53 @@
+"""Search spaces and their registry.
+
+``SPACES`` maps a space name to its class; :func:`get_space` builds one with options (each space documents
+its own: input shape or resolution, number of classes, widths...).
+
+- ``mbv3`` -- RNC's once-for-all MobileNetV3-small space (:mod:`rnc.search.spaces.mbv3`).
+- ``nax`` -- NAX's ResNet-20-style space with per-layer kernel and crossbar size (:mod:`rnc.search.spaces.nax`).
+- ``imc-blocks`` -- block-type/depth/width space of multi-objective NAS for IMC (:mod:`rnc.search.spaces.imc_blocks`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from rnc.search.spaces.base import Gene, GenomeError, SearchSpace, SupernetModule
+from rnc.search.spaces.mbv3 import Mbv3Space
+
+SPACES: dict[str, type[SearchSpace]] = {
+    "mbv3": Mbv3Space,
+}
+
+# Spaces in their own modules, registered when the module is present: (name, module, class).
+_OPTIONAL_SPACES = (
+    ("nax", "rnc.search.spaces.nax", "NaxSpace"),
+    ("imc-blocks", "rnc.search.spaces.imc_blocks", "ImcBlocksSpace"),
+)
+for _name, _module, _cls in _OPTIONAL_SPACES:
+    if importlib.util.find_spec(_module) is not None:
+        SPACES[_name] = getattr(importlib.import_module(_module), _cls)
+
+
+class UnknownSpaceError(KeyError):
+    """A space name that is not registered; the message lists the valid names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def get_space(name: str, **options: Any) -> SearchSpace:
+    """Build the space ``name`` with ``options``; a clear error lists the valid names or the bad option."""
+    if name not in SPACES:
+        raise UnknownSpaceError(f"unknown search space {name!r}; valid names: {', '.join(sorted(SPACES))}")
+    try:
+        return SPACES[name](**options)
+    except TypeError as exc:
+        raise ValueError(f"search space {name!r}: bad options {sorted(options)}: {exc}") from None
+
+
+__all__ = [
+    "SPACES", "Gene", "GenomeError", "Mbv3Space", "SearchSpace", "SupernetModule", "UnknownSpaceError", "get_space",
+]
