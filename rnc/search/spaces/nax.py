@@ -1,0 +1,253 @@
+"""``nax``: NAX's per-layer kernel-size and crossbar-size co-design space (Negi et al., DAC 2022).
+
+The network is the CIFAR ResNet-20 of He et al. (CVPR 2016, Sec. 4.2): a 3x3-class stem conv of 16 channels,
+three stages of three basic blocks of widths 16/32/64 (the first block of stages 2 and 3 halves the resolution
+with a stride-2 conv), global average pooling and a linear classifier. Shortcuts are He et al.'s option A
+(identity; where the shape changes, stride-2 subsampling and zero-padding of the new channels), so every weight
+layer is a conv of the main path or the classifier.
+
+NAX searches, for every conv layer (the stem and both convs of every block, 19 in ResNet-20):
+
+- its kernel size, one of ``kernel_sizes`` (default 3/5/7; padding ``k // 2`` keeps the resolution), and
+- the size of the square crossbars the layer is mapped onto, one of ``crossbar_sizes`` (default 64/128/256) --
+  a *hardware* gene: :meth:`NaxSpace.hardware_for` writes it into ``HardwareConfig.layer_crossbar_sizes`` under
+  the layer's module name, exactly as :func:`~rnc.simulator.trace_workload` names it.
+
+Genome layout: for each conv layer in forward order (``conv1``, ``layer1.0.conv1``, ``layer1.0.conv2``, ...,
+``layer3.2.conv2``), two genes ``<layer>.kernel`` and ``<layer>.crossbar``; then any global ``hw.*`` genes.
+Every gene changes the design, so the cardinality is the product of the choices: ``(3 * 3) ** 19`` =
+1,350,851,717,672,992,089 designs (``3 ** 19`` = 1,162,261,467 networks times as many crossbar assignments).
+The classifier has no genes and is mapped onto the base hardware's crossbar size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from rnc.search.spaces.base import Gene, GenomeError, SearchSpace
+from rnc.simulator import HardwareConfig, Layer, Workload
+
+if TYPE_CHECKING:
+    from rnc.search.supernet.nax_supernet import NaxSupernet
+
+NAX_KERNEL_SIZES: tuple[int, ...] = (3, 5, 7)
+NAX_CROSSBAR_SIZES: tuple[int, ...] = (64, 128, 256)
+RESNET20_WIDTHS: tuple[int, ...] = (16, 32, 64)
+
+
+@dataclass(frozen=True)
+class ConvSlot:
+    """One searchable conv layer of the ResNet: its module name, channels and stride."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    stride: int
+
+
+def resnet_conv_slots(in_channels: int, widths: Sequence[int], blocks_per_stage: int) -> tuple[ConvSlot, ...]:
+    """The conv layers of a CIFAR ResNet in forward order (stem, then ``conv1``/``conv2`` of every block)."""
+    slots = [ConvSlot("conv1", in_channels, widths[0], 1)]
+    planes_in = widths[0]
+    for stage, planes in enumerate(widths):
+        for block in range(blocks_per_stage):
+            stride = 2 if stage > 0 and block == 0 else 1
+            prefix = f"layer{stage + 1}.{block}"
+            slots.append(ConvSlot(f"{prefix}.conv1", planes_in, planes, stride))
+            slots.append(ConvSlot(f"{prefix}.conv2", planes, planes, 1))
+            planes_in = planes
+    return tuple(slots)
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """PyTorch's conv output size: ``floor((size + 2p - d(k-1) - 1) / s) + 1``."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class NaxSpace(SearchSpace):
+    """NAX's space over a CIFAR ResNet (default ResNet-20): per conv layer, kernel size and crossbar size."""
+
+    name = "nax"
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        num_classes: int = 10,
+        kernel_sizes: Sequence[int] = NAX_KERNEL_SIZES,
+        crossbar_sizes: Sequence[int] = NAX_CROSSBAR_SIZES,
+        widths: Sequence[int] = RESNET20_WIDTHS,
+        blocks_per_stage: int = 3,
+        hardware_genes: Any = None,
+    ) -> None:
+        super().__init__(input_shape=input_shape, num_classes=num_classes, hardware_genes=hardware_genes)
+        self.kernel_sizes = _sorted_unique("kernel_sizes", kernel_sizes)
+        if any(k % 2 == 0 for k in self.kernel_sizes):
+            raise GenomeError(f"space 'nax': kernel_sizes {list(self.kernel_sizes)} must be odd (padding k // 2)")
+        self.crossbar_sizes = _sorted_unique("crossbar_sizes", crossbar_sizes)
+        self.widths = tuple(int(w) for w in widths)
+        if not self.widths or min(self.widths) < 1 or list(self.widths) != sorted(self.widths):
+            raise GenomeError(f"space 'nax': widths {list(widths)} must be positive and non-decreasing")
+        if int(blocks_per_stage) < 1:
+            raise GenomeError(f"space 'nax': blocks_per_stage must be at least 1, got {blocks_per_stage}")
+        self.blocks_per_stage = int(blocks_per_stage)
+        self.slots = resnet_conv_slots(self.input_shape[0], self.widths, self.blocks_per_stage)
+        genes: list[Gene] = []
+        for slot in self.slots:
+            genes.append(Gene(f"{slot.name}.kernel", self.kernel_sizes))
+            genes.append(Gene(f"{slot.name}.crossbar", self.crossbar_sizes, hardware=True))
+        self.genes = tuple(genes)
+
+    # -- genome -> architecture ----------------------------------------------------------------------
+    def kernels(self, genome: Sequence[int] | np.ndarray) -> tuple[int, ...]:
+        """The kernel size of every conv layer, in :attr:`slots` order."""
+        arr = self.network_genome(genome)
+        return tuple(self.kernel_sizes[int(i)] for i in arr[0::2])
+
+    def crossbars(self, genome: Sequence[int] | np.ndarray) -> dict[str, int]:
+        """Layer name -> side of the square crossbars it is mapped onto."""
+        arr = self.network_genome(genome)
+        return {slot.name: self.crossbar_sizes[int(i)] for slot, i in zip(self.slots, arr[1::2], strict=True)}
+
+    def build_module(self, genome: np.ndarray) -> NaxResNet:
+        return NaxResNet(
+            self.input_shape[0], self.widths, self.blocks_per_stage, self.kernels(genome), self.num_classes
+        )
+
+    def build_supernet(self) -> NaxSupernet:
+        from rnc.search.supernet.nax_supernet import NaxSupernet
+
+        return NaxSupernet(self)
+
+    def hardware_for(self, genome: np.ndarray, hw: HardwareConfig) -> HardwareConfig:
+        """``hw`` with every conv layer's crossbar size in ``layer_crossbar_sizes`` (square ``(s, s)``)."""
+        sizes = dict(hw.layer_crossbar_sizes)
+        sizes.update({name: (side, side) for name, side in self.crossbars(genome).items()})
+        return hw.with_updates(layer_crossbar_sizes=sizes)
+
+    def workload(self, genome: np.ndarray) -> Workload:
+        """The layer table of :meth:`build_module` without PyTorch (same names, shapes and ``preds`` as
+        :func:`~rnc.simulator.trace_workload`): a block's ``conv1`` reads every layer that reaches the block's
+        input through the identity shortcuts; the classifier reads the last block's output."""
+        kernels = self.kernels(genome)
+        _, h, w = self.input_shape
+        layers: list[Layer] = []
+        sources: tuple[int, ...] = ()
+
+        def add_conv(slot: ConvSlot, kernel: int, preds: tuple[int, ...]) -> int:
+            nonlocal h, w
+            pad = kernel // 2
+            out_h = conv_out_size(h, kernel, slot.stride, pad)
+            out_w = conv_out_size(w, kernel, slot.stride, pad)
+            layers.append(
+                Layer(
+                    name=slot.name, kind="conv", in_channels=slot.in_channels, out_channels=slot.out_channels,
+                    kernel_h=kernel, kernel_w=kernel, stride_h=slot.stride, stride_w=slot.stride,
+                    padding_h=pad, padding_w=pad, in_h=h, in_w=w, out_h=out_h, out_w=out_w, preds=preds,
+                )
+            )
+            h, w = out_h, out_w
+            return len(layers) - 1
+
+        stem = add_conv(self.slots[0], kernels[0], ())
+        sources = (stem,)
+        for i in range(1, len(self.slots), 2):
+            conv1 = add_conv(self.slots[i], kernels[i], sources)
+            conv2 = add_conv(self.slots[i + 1], kernels[i + 1], (conv1,))
+            sources = tuple(sorted({*sources, conv2}))
+        layers.append(
+            Layer(name="fc", kind="linear", in_channels=self.widths[-1], out_channels=self.num_classes,
+                  preds=sources, bias=True)
+        )
+        return Workload(NaxResNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["network"] = f"CIFAR ResNet-{6 * self.blocks_per_stage + 2}, widths {list(self.widths)}"
+        out["networks"] = len(self.kernel_sizes) ** len(self.slots)
+        return out
+
+
+def _sorted_unique(label: str, values: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(v) for v in values}))
+    if not out or out[0] < 1:
+        raise GenomeError(f"space 'nax': {label} {list(values)} must be a non-empty list of positive integers")
+    return out
+
+
+# -- the standalone network -------------------------------------------------------------------------------
+
+
+class NaxBasicBlock(nn.Module):
+    """ResNet basic block with option-A shortcut; ``conv_factory(cin, cout, kernel, stride)`` makes its convs."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, kernels: tuple[int, int], conv_factory=None):
+        super().__init__()
+        make = conv_factory or _plain_conv
+        self.conv1 = make(in_planes, planes, kernels[0], stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = make(planes, planes, kernels[1], 1)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.stride = stride
+        self.pad_channels = planes - in_planes
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """He et al.'s option A: subsample by the stride, zero-pad the new channels on both sides."""
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad_channels:
+            low = self.pad_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, low, self.pad_channels - low))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class NaxResNet(nn.Module):
+    """CIFAR ResNet (He et al., 2016) with a kernel size per conv layer; module names as in the genome."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        blocks_per_stage: int,
+        kernels: Sequence[int],
+        num_classes: int,
+        conv_factory=None,
+    ) -> None:
+        super().__init__()
+        make = conv_factory or _plain_conv
+        kernels = list(kernels)
+        self.conv1 = make(in_channels, widths[0], kernels[0], 1)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        planes_in, k = widths[0], 1
+        for stage, planes in enumerate(widths):
+            blocks = []
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                blocks.append(NaxBasicBlock(planes_in, planes, stride, (kernels[k], kernels[k + 1]), make))
+                planes_in, k = planes, k + 2
+            self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(widths)
+        self.fc = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        for stage in range(self.num_stages):
+            out = getattr(self, f"layer{stage + 1}")(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+def _plain_conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
