@@ -1,0 +1,335 @@
+"""The experiment configuration of one ``rnc-platform launch`` (``ExperimentConfig``), read from YAML.
+
+A launch searches, for every pair (searcher, crossbar budget) of its grid, the Pareto front of the chosen
+objectives. Conventions:
+
+- Objectives are named from :data:`OBJECTIVE_METRICS` and each is minimized or maximized (``goal``); searchers
+  always minimize, so a maximized metric is told as its negative.
+- Constraints are told to searchers as violations, ``<= 0`` meaning satisfied (pymoo's convention):
+  ``fit_budget`` (the compiled network fits the budget's crossbars), ``min_accuracy`` and ``max_latency_ns``.
+- ``hardware.budgets`` lists crossbar budgets (``HardwareConfig.crossbars``; ``0`` = unlimited) applied to the
+  base hardware (``preset`` or ``file`` plus ``set`` overrides).
+- Relative paths (``storage_path``, ``supernet.cache_dir``, a ``sqlite:///`` tracking URI) are relative to the
+  working directory of the launch.
+
+Every validation error names the field (dotted path) and the reason; :class:`ConfigError` carries them all.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from rnc.simulator import HardwareConfig
+
+#: Objective name -> the candidate metric it reads (the metric names logged to MLflow, units in the name).
+OBJECTIVE_METRICS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "hw_accuracy": "hw_accuracy",
+    "latency": "latency_ns",
+    "throughput": "throughput_ips",
+    "energy": "energy_uj",
+    "area": "area_mm2",
+    "edap": "edap",
+    "utilization": "utilization",
+    "crossbars_used": "crossbars_used",
+}
+
+#: The natural direction of every objective (used when ``goal`` is left out).
+DEFAULT_GOALS: dict[str, Literal["min", "max"]] = {
+    "accuracy": "max",
+    "hw_accuracy": "max",
+    "latency": "min",
+    "throughput": "max",
+    "energy": "min",
+    "area": "min",
+    "edap": "min",
+    "utilization": "max",
+    "crossbars_used": "min",
+}
+
+#: Objectives that need the supernet (accuracy evaluation); the others come from the simulator alone.
+ACCURACY_OBJECTIVES = frozenset({"accuracy", "hw_accuracy"})
+
+DEFAULT_CONFIG_NAME = "default.yaml"
+
+
+class ConfigError(ValueError):
+    """An experiment configuration that cannot be used; the message names each field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Objective(_Strict):
+    """One objective: a metric name from :data:`OBJECTIVE_METRICS` and whether it is minimized or maximized."""
+
+    name: Literal[
+        "accuracy", "hw_accuracy", "latency", "throughput", "energy", "area", "edap", "utilization", "crossbars_used"
+    ]
+    goal: Literal["min", "max"] | None = None
+
+    @model_validator(mode="after")
+    def _default_goal(self) -> Objective:
+        if self.goal is None:
+            object.__setattr__(self, "goal", DEFAULT_GOALS[self.name])
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The candidate metric this objective reads (``latency`` -> ``latency_ns``)."""
+        return OBJECTIVE_METRICS[self.name]
+
+    @property
+    def sign(self) -> float:
+        """``+1`` for minimized objectives, ``-1`` for maximized ones (searchers minimize ``sign * value``)."""
+        return 1.0 if self.goal == "min" else -1.0
+
+
+class Constraints(_Strict):
+    """Constraints told to the searchers as violations (``<= 0`` satisfied)."""
+
+    fit_budget: bool = Field(default=True, description="the compiled network must fit the crossbar budget")
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0, description="minimum top-1 accuracy (0..1)")
+    max_latency_ns: float | None = Field(default=None, gt=0.0, description="maximum single-image latency (ns)")
+
+
+class SearcherSpec(_Strict):
+    """A searcher of the grid: a name from ``rnc.search`` (``nsga2``, ``bayes``, ``random``) and its options."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class SpaceSpec(_Strict):
+    """The search space (``mbv3``, ``nax``, ``imc-blocks``) and the options ``get_space`` takes."""
+
+    name: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetSpec(_Strict):
+    """The dataset the supernet trains and evaluates on (``rnc.search.load_dataset``)."""
+
+    name: str = "digits"
+    root: str | None = None
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    download: bool = False
+
+
+class SupernetSpec(_Strict):
+    """Supernet training, cached by a hash of what determines it under ``cache_dir``."""
+
+    epochs: int = Field(default=3, ge=1, le=10_000)
+    cache_dir: str = "rnc-runs/supernets"
+
+
+class HardwareSpec(_Strict):
+    """The base hardware (a preset or a YAML file, plus ``set`` overrides) and the crossbar budgets of the grid.
+
+    With neither ``preset`` nor ``file``, the ``rnc`` preset (the RNC paper's 128x128 crossbars) is used.
+    """
+
+    preset: str | None = None
+    file: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+    budgets: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets_valid(cls, v: list[int]) -> list[int]:
+        if any(b < 0 for b in v):
+            raise ValueError(f"crossbar budgets must be >= 0 (0 = unlimited), got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"crossbar budgets must be distinct, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HardwareSpec:
+        if self.file is not None and self.preset is not None:
+            raise ValueError("give either 'preset' or 'file', not both")
+        if "crossbars" in self.set:
+            raise ValueError("'set.crossbars' is the budget: list budgets under 'hardware.budgets' instead")
+        return self
+
+    def base(self) -> HardwareConfig:
+        """The base :class:`~rnc.simulator.HardwareConfig` (budget not applied)."""
+        from rnc.simulator import HardwareConfig
+
+        hw = HardwareConfig.resolve(self.file if self.file is not None else (self.preset or "rnc"))
+        return hw.with_updates(**self.set) if self.set else hw
+
+    def for_budget(self, budget: int) -> HardwareConfig:
+        """The base hardware with ``crossbars = budget``."""
+        return self.base().with_updates(crossbars=int(budget))
+
+
+class SearchSpec(_Strict):
+    """How much every trial evaluates: ``evaluations`` candidates, asked ``batch_size`` at a time."""
+
+    evaluations: int = Field(default=100, ge=1, le=10_000_000)
+    batch_size: int = Field(default=16, ge=1, le=100_000)
+    strategy: Literal["rnc", "isaac"] = "rnc"
+    reference_samples: int = Field(
+        default=64, ge=1, le=100_000, description="random genomes simulated to set the hypervolume reference point"
+    )
+
+    @property
+    def generations(self) -> int:
+        """Number of ask/tell rounds: ``ceil(evaluations / batch_size)`` (the last one may be smaller)."""
+        return -(-self.evaluations // self.batch_size)
+
+
+class PoolSpec(_Strict):
+    """Actor pool sizes and per-actor resources; ``None`` sizes come from the cluster's resources."""
+
+    simulators: int | None = Field(default=None, ge=1, le=4096)
+    evaluators: int | None = Field(default=None, ge=0, le=4096)
+    simulator_cpus: float = Field(default=1.0, gt=0.0)
+    evaluator_cpus: float = Field(default=1.0, gt=0.0)
+    trial_cpus: float = Field(default=0.1, ge=0.0, description="CPU share of one Tune trial (it mostly waits)")
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: space, data, hardware grid, searchers, objectives, constraints, pools and storage."""
+
+    name: str = Field(min_length=1, max_length=200)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    space: SpaceSpec
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    supernet: SupernetSpec = Field(default_factory=SupernetSpec)
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    searchers: list[SearcherSpec] = Field(min_length=1)
+    objectives: list[Objective] = Field(min_length=2)
+    constraints: Constraints = Field(default_factory=Constraints)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    pools: PoolSpec = Field(default_factory=PoolSpec)
+    storage_path: str = "rnc-runs/ray"
+    tracking_uri: str = "sqlite:///rnc-runs/mlflow.db"
+
+    @field_validator("name")
+    @classmethod
+    def _name_safe(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '_', '-', '.' (it names the MLflow experiment and Tune run)")
+        return v
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_distinct(cls, v: list[Objective]) -> list[Objective]:
+        names = [o.name for o in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives must be distinct, got {names}")
+        return v
+
+    @field_validator("searchers")
+    @classmethod
+    def _searchers_distinct(cls, v: list[SearcherSpec]) -> list[SearcherSpec]:
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"searchers must be distinct, got {names}")
+        return v
+
+    # -- derived ------------------------------------------------------------------------------------
+    @property
+    def needs_accuracy(self) -> bool:
+        """Whether any objective or constraint needs the supernet's accuracy evaluation."""
+        return any(o.name in ACCURACY_OBJECTIVES for o in self.objectives) or self.constraints.min_accuracy is not None
+
+    @property
+    def needs_hw_accuracy(self) -> bool:
+        return any(o.name == "hw_accuracy" for o in self.objectives)
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """Names of the active constraints, in the order violations are told."""
+        names = []
+        if self.constraints.fit_budget:
+            names.append("fit_budget")
+        if self.constraints.min_accuracy is not None:
+            names.append("min_accuracy")
+        if self.constraints.max_latency_ns is not None:
+            names.append("max_latency_ns")
+        return names
+
+    def grid(self) -> list[tuple[SearcherSpec, int]]:
+        """The (searcher, crossbar budget) pairs, one Tune trial each, in a stable order."""
+        return [(s, b) for s in self.searchers for b in self.hardware.budgets]
+
+    def with_overrides(
+        self, *, seed: int | None = None, tracking_uri: str | None = None, storage_path: str | None = None
+    ) -> ExperimentConfig:
+        """A validated copy with command-line overrides applied."""
+        data = self.model_dump()
+        if seed is not None:
+            data["seed"] = seed
+        if tracking_uri is not None:
+            data["tracking_uri"] = tracking_uri
+        if storage_path is not None:
+            data["storage_path"] = storage_path
+        return validate_config(data, where="command-line overrides")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    # -- constructors -------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ExperimentConfig:
+        """Read and validate a YAML file; errors name the file, each field and the reason."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"experiment config {str(path)!r} does not exist (give a YAML file, e.g. examples/)")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of experiment fields at the top level")
+        return validate_config(data, where=str(path))
+
+    @classmethod
+    def default(cls) -> ExperimentConfig:
+        """The embedded default: digits, ``mbv3`` at a small resolution, NSGA-II and Bayes over two budgets."""
+        text = resources.files("rnc.platform").joinpath(DEFAULT_CONFIG_NAME).read_text()
+        return validate_config(yaml.safe_load(text), where="embedded default config")
+
+
+def validate_config(data: dict[str, Any], *, where: str) -> ExperimentConfig:
+    """Validate a mapping; raise :class:`ConfigError` listing ``field.path: reason`` for every problem."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see docs/platform.md for the fields)"
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(f"{where}: invalid experiment config:\n  " + "\n  ".join(problems)) from None
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``path`` made absolute against the working directory (Ray workers run elsewhere)."""
+    return Path(path).expanduser().resolve()
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A tracking URI with a relative ``sqlite:///`` path (or a bare directory) made absolute; others unchanged."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(absolute_path(uri.removeprefix("sqlite:///")))
+    if "://" not in uri:
+        return absolute_path(uri).as_uri()
+    return uri
