@@ -1,0 +1,350 @@
+"""``imc-blocks``: stages of VGG-like, modified-VGG or ResNet-like blocks with adaptable depth and width.
+
+After the space of *Multi-Objective Neural Architecture Search for In-Memory Computing* (Amin, Mohammadi and
+Zand, 2024, arXiv:2406.06746): a CNN assembled from three block types inspired by VGG and ResNet, with an
+adaptable number of blocks, searched with Bayesian optimization over more than 640 million networks. The
+paper's exact hyper-parameter ranges are not reproduced here; this module defines the space precisely:
+
+Network (``ImcNet``)
+    ``num_stages`` stages in sequence, then global average pooling and a linear classifier. Every stage halves
+    the resolution once and has one block type, a depth and a width ``w`` (output channels of all its convs):
+
+    - ``vgg`` (VGG-like, Simonyan and Zisserman 2015): ``depth`` x [3x3 conv (stride 1) -> BN -> ReLU], then
+      2x2 max-pooling (stride 2);
+    - ``mvgg`` (modified VGG, all-convolutional down-sampling as in Springenberg et al. 2015): the same stack
+      with no pooling; its first conv has stride 2;
+    - ``res`` (ResNet-like, He et al. 2016): ``depth`` basic residual units [3x3 conv -> BN -> ReLU -> 3x3 conv
+      -> BN, + shortcut, ReLU]; the first unit has stride 2 and a 1x1 stride-2 projection conv + BN shortcut,
+      the others an identity shortcut (so a ``res`` stage of depth ``d`` has ``2d + 1`` convs).
+
+    All convs are bias-free with padding ``k // 2``; the classifier has a bias. Halving the resolution in
+    every stage needs ``min(H, W) >= 2 ** max_stages``.
+
+Genome layout (flat vector of choice indices, ``1 + 3 * max_stages`` genes, then any global ``hw.*`` genes)
+    ``num_stages`` in ``1..max_stages``; then for every stage ``i = 1..max_stages``: ``s<i>_block`` in
+    ``block_types``, ``s<i>_depth`` in ``depths``, ``s<i>_width`` in ``widths``.
+
+Cardinality (distinct networks)
+    The genes of stages beyond ``num_stages`` do not change the network; every other gene does (a ``vgg`` and
+    an ``mvgg`` stage differ by where they down-sample, a ``res`` stage has shortcuts). With ``T`` block types,
+    ``D`` depths and ``W`` widths, a stage has ``S = T * D * W`` distinct forms and the space holds
+    ``sum over n in 1..max_stages of S ** n`` networks. Defaults (``T = 3``, ``D = 3``, ``W = 8``,
+    ``max_stages = 5``, ``S = 72``): 72 + 5,184 + 373,248 + 26,873,856 + 1,934,917,632 = **1,962,169,992**
+    networks (:data:`DEFAULT_CARDINALITY`), out of ``5 * 72 ** 5`` = 9,674,588,160 genomes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from rnc.search.spaces.base import Gene, GenomeError, SearchSpace
+from rnc.simulator import Layer, Workload
+
+if TYPE_CHECKING:
+    from rnc.search.supernet.imc_supernet import ImcSupernet
+
+BLOCK_TYPES: tuple[str, ...] = ("vgg", "mvgg", "res")
+IMC_DEPTHS: tuple[int, ...] = (1, 2, 3)
+IMC_WIDTHS: tuple[int, ...] = (16, 24, 32, 40, 48, 64, 96, 128)
+IMC_MAX_STAGES = 5
+
+
+def count_networks(stage_forms: int, stage_counts: Sequence[int]) -> int:
+    """Distinct networks of a space whose stages each have ``stage_forms`` forms: ``sum_n stage_forms ** n``."""
+    return sum(stage_forms**n for n in stage_counts)
+
+
+DEFAULT_CARDINALITY = count_networks(len(BLOCK_TYPES) * len(IMC_DEPTHS) * len(IMC_WIDTHS), range(1, 6))
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """One active stage of a network: block type, depth and width."""
+
+    block: str
+    depth: int
+    width: int
+
+
+# -- modules ------------------------------------------------------------------------------------------------
+
+
+class ConvBnRelu(nn.Module):
+    """conv -> batch-norm -> ReLU."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class PlainBlock(nn.Module):
+    """``vgg`` (stride-1 convs then 2x2 max-pool) or ``mvgg`` (first conv stride 2, no pooling)."""
+
+    def __init__(self, kind: str, layers: Sequence[ConvBnRelu]) -> None:
+        super().__init__()
+        self.kind = kind
+        self.layers = nn.ModuleList(layers)
+        self.depth = len(self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[: self.depth]:
+            x = layer(x)
+        if self.kind == "vgg":
+            x = F.max_pool2d(x, 2)
+        return x
+
+
+class ResUnit(nn.Module):
+    """Basic residual unit; ``shortcut`` is a projection (1x1 conv + BN) or ``None`` for identity."""
+
+    def __init__(self, conv1: nn.Module, bn1: nn.Module, conv2: nn.Module, bn2: nn.Module, shortcut=None) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.conv2, self.bn2 = conv1, bn1, conv2, bn2
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(out + identity)
+
+
+class ConvBn(nn.Module):
+    """conv -> batch-norm (a projection shortcut)."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class ResBlock(nn.Module):
+    """``res``: a stack of residual units (the first one down-samples)."""
+
+    def __init__(self, units: Sequence[ResUnit]) -> None:
+        super().__init__()
+        self.kind = "res"
+        self.units = nn.ModuleList(units)
+        self.depth = len(self.units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for unit in self.units[: self.depth]:
+            x = unit(x)
+        return x
+
+
+def make_block(kind: str, in_channels: int, width: int, depth: int, conv=None, bn=None) -> nn.Module:
+    """A block of ``kind``; ``conv(cin, cout, kernel, stride)`` and ``bn(channels)`` make its layers (plain
+    ``nn.Conv2d``/``nn.BatchNorm2d`` by default, elastic ones in the supernet)."""
+    conv = conv or _plain_conv
+    bn = bn or nn.BatchNorm2d
+    if kind in ("vgg", "mvgg"):
+        layers = []
+        for j in range(depth):
+            stride = 2 if kind == "mvgg" and j == 0 else 1
+            layers.append(ConvBnRelu(conv(in_channels if j == 0 else width, width, 3, stride), bn(width)))
+        return PlainBlock(kind, layers)
+    if kind == "res":
+        units = []
+        for j in range(depth):
+            cin, stride = (in_channels, 2) if j == 0 else (width, 1)
+            shortcut = ConvBn(conv(in_channels, width, 1, 2), bn(width)) if j == 0 else None
+            units.append(ResUnit(conv(cin, width, 3, stride), bn(width), conv(width, width, 3, 1), bn(width), shortcut))
+        return ResBlock(units)
+    raise GenomeError(f"space 'imc-blocks': unknown block type {kind!r}; valid types: {', '.join(BLOCK_TYPES)}")
+
+
+class ImcNet(nn.Module):
+    """A network of the ``imc-blocks`` space: ``stages`` then average pooling and ``classifier``."""
+
+    def __init__(self, stages: Sequence[nn.Module], classifier: nn.Module) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def _plain_conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
+
+
+# -- the space --------------------------------------------------------------------------------------------
+
+
+class ImcBlocksSpace(SearchSpace):
+    """Stages of VGG-like / modified-VGG / ResNet-like blocks with per-stage depth and width (module docstring)."""
+
+    name = "imc-blocks"
+
+    def __init__(
+        self,
+        *,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        num_classes: int = 10,
+        max_stages: int = IMC_MAX_STAGES,
+        block_types: Sequence[str] = BLOCK_TYPES,
+        depths: Sequence[int] = IMC_DEPTHS,
+        widths: Sequence[int] = IMC_WIDTHS,
+        hardware_genes: Any = None,
+    ) -> None:
+        super().__init__(input_shape=input_shape, num_classes=num_classes, hardware_genes=hardware_genes)
+        self.max_stages = int(max_stages)
+        if self.max_stages < 1:
+            raise GenomeError(f"space 'imc-blocks': max_stages must be at least 1, got {max_stages}")
+        smallest_side = min(self.input_shape[1:])
+        if smallest_side < 2**self.max_stages:
+            fits = max(int(np.log2(smallest_side)), 0)
+            raise GenomeError(
+                f"space 'imc-blocks': input {self.input_shape[1]}x{self.input_shape[2]} is too small for "
+                f"{self.max_stages} stages (each halves the resolution; needs at least {2**self.max_stages}x"
+                f"{2**self.max_stages}); pass max_stages={fits} or a larger input_shape"
+            )
+        unknown = [b for b in block_types if b not in BLOCK_TYPES]
+        if unknown or not block_types or len(set(block_types)) != len(block_types):
+            raise GenomeError(
+                f"space 'imc-blocks': block_types {list(block_types)} must be distinct names from {list(BLOCK_TYPES)}"
+            )
+        self.block_types = tuple(block_types)
+        self.depths = _positive_sorted("depths", depths)
+        self.widths = _positive_sorted("widths", widths)
+        genes = [Gene("num_stages", tuple(range(1, self.max_stages + 1)))]
+        for i in range(1, self.max_stages + 1):
+            genes += [
+                Gene(f"s{i}_block", self.block_types),
+                Gene(f"s{i}_depth", self.depths),
+                Gene(f"s{i}_width", self.widths),
+            ]
+        self.genes = tuple(genes)
+
+    # -- genome bookkeeping -------------------------------------------------------------------------------
+    @property
+    def stage_forms(self) -> int:
+        """Distinct forms of one stage: block types x depths x widths."""
+        return len(self.block_types) * len(self.depths) * len(self.widths)
+
+    @property
+    def cardinality(self) -> int:
+        """Distinct networks: ``sum over n in 1..max_stages of stage_forms ** n`` (inactive stages don't count)."""
+        return count_networks(self.stage_forms, range(1, self.max_stages + 1))
+
+    @property
+    def genome_count(self) -> int:
+        """Distinct genomes (inactive stages make several genomes encode one network)."""
+        return int(np.prod(self.n_choices, dtype=object))
+
+    def canonical(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The genome with the genes of inactive stages (beyond ``num_stages``) set to index 0."""
+        arr = self.validate(genome).copy()
+        active = int(arr[0]) + 1
+        arr[1 + 3 * active : 1 + 3 * self.max_stages] = 0
+        return arr
+
+    def key(self, genome: Sequence[int] | np.ndarray) -> str:
+        """The canonical genome as a string: genomes of the same network share their key."""
+        return "-".join(str(int(i)) for i in self.canonical(genome))
+
+    def stages_of(self, genome: Sequence[int] | np.ndarray) -> tuple[StageChoice, ...]:
+        """The active stages of ``genome``."""
+        arr = self.network_genome(genome)
+        return tuple(
+            StageChoice(
+                self.block_types[int(arr[1 + 3 * i])],
+                self.depths[int(arr[2 + 3 * i])],
+                self.widths[int(arr[3 + 3 * i])],
+            )
+            for i in range(int(arr[0]) + 1)
+        )
+
+    # -- builders -------------------------------------------------------------------------------------------
+    def build_module(self, genome: np.ndarray) -> ImcNet:
+        stages, in_channels = [], self.input_shape[0]
+        for stage in self.stages_of(genome):
+            stages.append(make_block(stage.block, in_channels, stage.width, stage.depth))
+            in_channels = stage.width
+        return ImcNet(stages, nn.Linear(in_channels, self.num_classes))
+
+    def build_supernet(self) -> ImcSupernet:
+        from rnc.search.supernet.imc_supernet import ImcSupernet
+
+        return ImcSupernet(self)
+
+    def workload(self, genome: np.ndarray) -> Workload:
+        """The layer table of :meth:`build_module` without PyTorch (names, shapes and ``preds`` as
+        :func:`~rnc.simulator.trace_workload` finds them: identity shortcuts carry their sources forward)."""
+        _, h, w = self.input_shape
+        channels = self.input_shape[0]
+        layers: list[Layer] = []
+        sources: tuple[int, ...] = ()
+
+        def conv(name: str, cin: int, cout: int, kernel: int, stride: int, size: tuple[int, int], preds) -> int:
+            pad = kernel // 2
+            out = tuple((s + 2 * pad - kernel) // stride + 1 for s in size)
+            layers.append(
+                Layer(
+                    name=name, kind="conv", in_channels=cin, out_channels=cout, kernel_h=kernel, kernel_w=kernel,
+                    stride_h=stride, stride_w=stride, padding_h=pad, padding_w=pad, in_h=size[0], in_w=size[1],
+                    out_h=out[0], out_w=out[1], preds=tuple(preds),
+                )
+            )
+            return len(layers) - 1
+
+        for i, stage in enumerate(self.stages_of(genome)):
+            prefix = f"stages.{i}"
+            if stage.block in ("vgg", "mvgg"):
+                for j in range(stage.depth):
+                    stride = 2 if stage.block == "mvgg" and j == 0 else 1
+                    k = conv(f"{prefix}.layers.{j}.conv", channels, stage.width, 3, stride, (h, w), sources)
+                    h, w, channels, sources = layers[k].out_h, layers[k].out_w, stage.width, (k,)
+                if stage.block == "vgg":
+                    h, w = h // 2, w // 2
+            else:
+                for j in range(stage.depth):
+                    stride = 2 if j == 0 else 1
+                    unit = f"{prefix}.units.{j}"
+                    c1 = conv(f"{unit}.conv1", channels, stage.width, 3, stride, (h, w), sources)
+                    out_hw = (layers[c1].out_h, layers[c1].out_w)
+                    c2 = conv(f"{unit}.conv2", stage.width, stage.width, 3, 1, out_hw, (c1,))
+                    if j == 0:
+                        sc = conv(f"{unit}.shortcut.conv", channels, stage.width, 1, 2, (h, w), sources)
+                        sources = (c2, sc)
+                    else:
+                        sources = tuple(sorted({*sources, c2}))
+                    (h, w), channels = out_hw, stage.width
+        layers.append(
+            Layer(name="classifier", kind="linear", in_channels=channels, out_channels=self.num_classes,
+                  preds=sources, bias=True)
+        )
+        return Workload(ImcNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["genomes"] = self.genome_count
+        out["note"] = (
+            "cardinality counts distinct networks: the genes of stages beyond num_stages do not change the network"
+        )
+        return out
+
+
+def _positive_sorted(label: str, values: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(v) for v in values}))
+    if not out or out[0] < 1:
+        raise GenomeError(f"space 'imc-blocks': {label} {list(values)} must be a non-empty list of positive integers")
+    return out
