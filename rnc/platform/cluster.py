@@ -251,10 +251,12 @@ def node_local_reason(path: str, mounts: Sequence[Mount]) -> str | None:
     return f"{path} is on a {mount.fs_type} filesystem mounted at {mount.mount_point}, not a network filesystem"
 
 
-def storage_advice(storage_path: str) -> str:
+def storage_advice(storage_path: str, setting: str = "storage_path") -> str:
+    """What to set ``setting`` to instead of the node-local ``storage_path``."""
+    uri_hint = "an object-store URI (s3://bucket/rnc, gs://bucket/rnc) or " if setting == "storage_path" else ""
     return (
-        "Set storage_path (experiment YAML `storage_path`, CLI `--storage-path`) to an object-store URI "
-        "(s3://bucket/rnc, gs://bucket/rnc) or to a folder on a filesystem that every node mounts at the same "
+        f"Set {setting} (experiment YAML `{setting}`) to {uri_hint}"
+        "a folder on a filesystem that every node mounts at the same "
         f"path (NFS, CephFS, a ReadWriteMany volume); if {storage_path!r} is such a folder but was not "
         f"recognised, declare it: {SHARED_STORAGE_ENV}={local_path_of(storage_path) or storage_path}"
     )
@@ -346,7 +348,7 @@ def _remove_marker(path: str, marker_name: str) -> None:
         os.remove(os.path.join(path, marker_name))
 
 
-def verify_shared_path(path: str, *, declared: bool, nodes: Sequence[Mapping]) -> None:
+def verify_shared_path(path: str, *, declared: bool, nodes: Sequence[Mapping], setting: str = "storage_path") -> None:
     """Check on every alive node that ``path`` is shared (rule 2 unless ``declared``) and visible (rule 3).
 
     Runs one zero-CPU task pinned to each node. Raises :class:`MultiNodeSettingsError` naming the node.
@@ -367,24 +369,24 @@ def verify_shared_path(path: str, *, declared: bool, nodes: Sequence[Mapping]) -
     try:
         if written["error"]:
             raise MultiNodeSettingsError(
-                "storage_path",
-                f"storage_path {path!r} is not writable on node {written['node_id']} "
-                f"({first.get('NodeManagerAddress')}): {written['error']}. {storage_advice(path)}",
+                setting,
+                f"{setting} {path!r} is not writable on node {written['node_id']} "
+                f"({first.get('NodeManagerAddress')}): {written['error']}. {storage_advice(path, setting)}",
             )
         results = [written, *ray.get([on(node, path, marker_name, written["marker"]) for node in others])]
         for node, result in zip(nodes, results, strict=True):
             where = f"node {result['node_id']} ({node.get('NodeManagerAddress')})"
             if not declared and result["node_local_reason"]:
                 raise MultiNodeSettingsError(
-                    "storage_path",
-                    f"storage_path {path!r} is node-local on {where}: {result['node_local_reason']}; the cluster has "
+                    setting,
+                    f"{setting} {path!r} is node-local on {where}: {result['node_local_reason']}; the cluster has "
                     f"{len(nodes)} nodes, and Tune state and supernet checkpoints written on one node would be "
-                    f"missing on the others. {storage_advice(path)}",
+                    f"missing on the others. {storage_advice(path, setting)}",
                 )
             if result["marker"] != written["marker"]:
                 raise MultiNodeSettingsError(
-                    "storage_path",
-                    f"storage_path {path!r} is not shared: a file written there on node {written['node_id']} is "
+                    setting,
+                    f"{setting} {path!r} is not shared: a file written there on node {written['node_id']} is "
                     f"{'missing' if result['marker'] is None else 'different'} on {where}"
                     f"{' (' + result['error'] + ')' if result['error'] else ''}. Mount the same shared filesystem "
                     f"at {path} on every node, or use an object-store URI (s3://bucket/rnc).",
@@ -394,12 +396,15 @@ def verify_shared_path(path: str, *, declared: bool, nodes: Sequence[Mapping]) -
         ray.get(cleanup.options(scheduling_strategy=strategy).remote(path, marker_name))
 
 
-def check_multinode_settings(*, storage_path: str, tracking_uri: str) -> None:
+def check_multinode_settings(*, storage_path: str, tracking_uri: str, supernet_cache_dir: str | None = None) -> None:
     """Refuse storage and tracking settings that only one node of the connected Ray cluster can use.
 
     Call right after ``ray.init``. Does nothing when Ray is not initialized or the cluster is a single node
-    that runs work itself. Otherwise applies the storage and tracking rules of this module's docstring and
-    raises :class:`MultiNodeSettingsError` (a ``ValueError``) naming the setting and what to use instead.
+    that runs work itself. Otherwise applies the storage and tracking rules of this module's docstring to
+    ``tracking_uri``, ``storage_path`` and, when given, ``supernet_cache_dir`` (the experiment's
+    ``supernet.cache_dir``: loaded from a folder by every evaluator, so it must be a shared filesystem path, not
+    an object-store URI) and raises :class:`MultiNodeSettingsError` (a ``ValueError``) naming the setting and
+    what to use instead.
     """
     import ray
 
@@ -411,16 +416,29 @@ def check_multinode_settings(*, storage_path: str, tracking_uri: str) -> None:
     problem = tracking_uri_problem(tracking_uri, node_addresses=[str(n.get("NodeManagerAddress", "")) for n in nodes])
     if problem:
         raise MultiNodeSettingsError("tracking_uri", problem)
-    if not storage_path or not storage_path.strip():
-        raise MultiNodeSettingsError("storage_path", f"storage_path is empty. {storage_advice('')}")
-    location = storage_path.strip()
+    _check_shared_location("storage_path", storage_path, nodes, allow_object_store=True)
+    if supernet_cache_dir is not None:
+        _check_shared_location("supernet.cache_dir", supernet_cache_dir, nodes, allow_object_store=False)
+
+
+def _check_shared_location(setting: str, location: str, nodes: Sequence[Mapping], *, allow_object_store: bool) -> None:
+    if not location or not location.strip():
+        raise MultiNodeSettingsError(setting, f"{setting} is empty. {storage_advice('', setting)}")
+    location = location.strip()
     if is_object_store_uri(location):
-        return
+        if allow_object_store:
+            return
+        raise MultiNodeSettingsError(
+            setting,
+            f"{setting} {location!r} is an object-store URI, but supernet checkpoints are loaded from a folder: set "
+            f"{setting} to a folder on a filesystem that every node mounts at the same path (NFS, CephFS, a "
+            f"ReadWriteMany volume) and declare it with {SHARED_STORAGE_ENV} if it is not detected",
+        )
     path = local_path_of(location)
     if path is None:
         raise MultiNodeSettingsError(
-            "storage_path",
-            f"storage_path {storage_path!r} has the scheme {uri_scheme(location)!r}, which is neither a local path "
-            f"nor a known object store. {storage_advice(storage_path)}",
+            setting,
+            f"{setting} {location!r} has the scheme {uri_scheme(location)!r}, which is neither a local path "
+            f"nor a known object store. {storage_advice(location, setting)}",
         )
-    verify_shared_path(path, declared=is_declared_shared(path, declared_shared_paths()), nodes=nodes)
+    verify_shared_path(path, declared=is_declared_shared(path, declared_shared_paths()), nodes=nodes, setting=setting)

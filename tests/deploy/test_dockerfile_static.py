@@ -128,9 +128,7 @@ def test_dependencies_are_installed_before_any_source_is_copied(dockerfile) -> N
         if instruction.keyword in {"COPY", "ADD"}:
             sources, _ = copy_sources(instruction)
             assert set(sources) <= {"pyproject.toml", "requirements.lock"}, f"only dependency files: {sources}"
-    source_copies = [
-        n for n, i in enumerate(steps) if i.keyword in {"COPY", "ADD"} and n > install_at
-    ]
+    source_copies = [n for n, i in enumerate(steps) if i.keyword in {"COPY", "ADD"} and n > install_at]
     assert source_copies, "the project is copied into the runtime stage after its dependencies"
     sources, from_stage = copy_sources(steps[source_copies[0]])
     assert from_stage == "wheel", "the runtime stage takes the built wheel, not the source tree"
@@ -201,8 +199,14 @@ def docker_ignored(path: str, patterns: list[str]) -> bool:
 
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".git/HEAD", "rnc-runs/mlflow.db", "rnc/platform/__pycache__/cli.cpython-311.pyc",
-     "tests/deploy/test_dockerfile_static.py", "k8s/base/secrets/mlflow-db.env"],
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "rnc-runs/mlflow.db",
+        "rnc/platform/__pycache__/cli.cpython-311.pyc",
+        "tests/deploy/test_dockerfile_static.py",
+        "k8s/base/secrets/mlflow-db.env",
+    ],
 )
 def test_dockerignore_excludes(path: str) -> None:
     assert docker_ignored(path, read_dockerignore()), path

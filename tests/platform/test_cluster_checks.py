@@ -94,11 +94,7 @@ def test_supernet_checkpoint_key_must_be_a_plain_name(key: str) -> None:
 
 def test_read_mounts_parses_kernel_format(tmp_path) -> None:
     table = tmp_path / "mounts"
-    table.write_text(
-        "/dev/vda1 / ext4 rw,relatime 0 0\n"
-        "fs:/export /mnt/team\\040share nfs4 rw,vers=4.2 0 0\n"
-        "garbage\n"
-    )
+    table.write_text("/dev/vda1 / ext4 rw,relatime 0 0\nfs:/export /mnt/team\\040share nfs4 rw,vers=4.2 0 0\ngarbage\n")
     assert read_mounts(str(table)) == [
         Mount("/", "ext4", "/dev/vda1"),
         Mount("/mnt/team share", "nfs4", "fs:/export"),
