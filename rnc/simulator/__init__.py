@@ -3,10 +3,13 @@
 Knows nothing of search, Ray or MLflow.
 """
 
+from rnc.simulator.analog import AnalogError, AnalogRange, analog_ranges, calibrate_analog, to_analog
 from rnc.simulator.hardware import Component, HardwareConfig, HardwareConfigError, NonIdealities
 from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
 
 __all__ = [
+    "AnalogError",
+    "AnalogRange",
     "Component",
     "HardwareConfig",
     "HardwareConfigError",
@@ -14,6 +17,9 @@ __all__ = [
     "NonIdealities",
     "Workload",
     "WorkloadError",
+    "analog_ranges",
+    "calibrate_analog",
     "parse_input_shape",
+    "to_analog",
     "trace_workload",
 ]

@@ -75,6 +75,9 @@ class NonIdealities(BaseModel):
     stuck_at_off_rate: float = Field(default=0.0, ge=0, le=1, description="fraction of cells stuck at G_off")
     read_noise_sigma: float = Field(default=0.0, ge=0, description="relative std of per-read noise")
     drift_nu: float = Field(default=0.0, ge=0, description="power-law drift exponent, G(t)=G0 (t/t0)^-nu")
+    drift_nu_sigma: float = Field(
+        default=0.0, ge=0, description="device-to-device std of the drift exponent (drift after global compensation)"
+    )
     drift_time_s: float = Field(default=0.0, ge=0, description="time since programming, seconds")
     drift_t0_s: float = Field(default=1.0, gt=0, description="reference time of the drift law, seconds")
     wire_resistance_ratio: float = Field(

@@ -1,0 +1,367 @@
+"""One Conv2d or Linear layer as its crossbars compute it (:class:`AnalogLayer`).
+
+The mapping, the cell model and the arithmetic are documented in :mod:`rnc.simulator.analog`. This module
+holds the per-layer machinery: row tiling by whole input channels, the cell conductances with their static
+non-idealities (sampled once), per-forward read noise, the grouped convolution that reads every crossbar
+tile and weight slice at once, the ADC and the digital shift-and-add.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F  # noqa: N812
+
+from rnc.simulator.analog_arith import (
+    AnalogError,
+    adc_codes_,
+    adc_step_for_range,
+    input_planes,
+    quantize_inputs,
+    quantize_weights,
+    slice_weights,
+)
+from rnc.simulator.hardware import HardwareConfig
+
+Mode = Literal["analog", "observe_inputs", "observe_adc"]
+
+PARTIAL_SUM_CHUNK_BYTES = 256 * 2**20
+"""Largest partial-sum tensor one grouped convolution produces; bigger work is done in chunks."""
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from a tuple, stable across processes (unlike ``hash``)."""
+    text = ":".join(str(p) for p in parts).encode()
+    return (zlib.crc32(text) << 31) ^ zlib.crc32(text[::-1])
+
+
+@dataclass(frozen=True)
+class RowTiling:
+    """How one group's ``Cin_g * K*K`` rows split over crossbars of ``rows`` rows (NeuroSim's mapping).
+
+    A tile holds whole input channels, at most ``floor(rows / (K*K))`` of them; the ``tiles`` tiles hold
+    ``channels_per_tile`` channels each (balanced; the last group is zero-padded), which is the same number
+    of crossbars as filling them greedily. When one channel's ``K*K`` kernel does not fit (``K*K > rows``),
+    each channel is split into ``parts`` virtual channels of at most ``rows`` kernel positions.
+    """
+
+    parts: int
+    virtual_channels: int
+    tiles: int
+    channels_per_tile: int
+
+    @property
+    def padded_channels(self) -> int:
+        return self.tiles * self.channels_per_tile
+
+    @classmethod
+    def plan(cls, in_channels_per_group: int, kernel_positions: int, rows: int) -> RowTiling:
+        fit = rows // kernel_positions
+        if fit >= 1:
+            tiles = math.ceil(in_channels_per_group / fit)
+            return cls(1, in_channels_per_group, tiles, math.ceil(in_channels_per_group / tiles))
+        parts = math.ceil(kernel_positions / rows)
+        virtual = in_channels_per_group * parts
+        return cls(parts, virtual, virtual, 1)
+
+
+class AnalogLayer(nn.Module):
+    """A Conv2d or Linear layer computed by bit-sliced crossbars with an ADC per column read.
+
+    Inference only: the forward pass runs without autograd. The conductances, ADC step and input range
+    are buffers (they follow ``.to(device)`` and are saved in ``state_dict``).
+    """
+
+    def __init__(self, name: str, module: nn.Conv2d | nn.Linear, hw: HardwareConfig, *, seed: int) -> None:
+        super().__init__()
+        self.name = name
+        self.is_linear = isinstance(module, nn.Linear)
+        weight = module.weight.detach().to("cpu", torch.float32)
+        if self.is_linear:
+            weight = weight.view(weight.shape[0], weight.shape[1], 1, 1)
+            self.stride, self.padding, self.dilation, self.groups = (1, 1), (0, 0), (1, 1), 1
+            self.padding_mode = "zeros"
+        else:
+            self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
+            self.padding = module.padding
+            self.padding_mode = module.padding_mode
+            self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
+        self.out_channels, in_per_group, kh, kw = weight.shape
+        self.in_channels = in_per_group * self.groups
+        self.kernel = (kh, kw)
+        self.rows, self.cols = hw.crossbar_size_for(name)
+        self.cell_bits, self.weight_bits = hw.cell_bits, hw.weight_bits
+        self.input_bits, self.dac_bits, self.adc_bits = hw.input_bits, hw.dac_bits, hw.adc_bits
+        self.tiling = RowTiling.plan(in_per_group, kh * kw, self.rows)
+        self.seed = seed
+        ni = hw.nonideal
+        self.read_noise_sigma = ni.read_noise_sigma
+        self.wire_resistance_ratio = ni.wire_resistance_ratio
+        levels_max = 2**self.cell_bits - 1
+        # conductance in units of one level step: G_off .. G_on = g_off .. g_off + levels_max
+        self.g_off = levels_max / (ni.on_off_ratio - 1) if ni.on_off_ratio > 1 else 0.0
+        self.g_on = self.g_off + levels_max
+
+        q, self.weight_scale = quantize_weights(weight, self.weight_bits)
+        sliced = slice_weights(q, self.weight_bits, self.cell_bits, hw.signed_encoding)
+        self.columns = sliced.column_weights.numel()
+        # digital correction per unit of (signed) input: the offset and the off-state current of every column
+        self.input_sum_correction = sliced.offset + self.g_off * float(sliced.column_weights.sum())
+        self.register_buffer("column_weights", sliced.column_weights)
+        self.register_buffer("conductance", self._static_conductance(sliced.levels, hw))
+        self.register_buffer("row_index", self._row_index())
+        self.register_buffer("col_index", self._col_index())
+        self.register_buffer("bias", None if module.bias is None else module.bias.detach().to("cpu").clone())
+        drift = ni.drift_nu > 0 and ni.drift_time_s > ni.drift_t0_s
+        self.drift_compensation = (ni.drift_time_s / ni.drift_t0_s) ** ni.drift_nu if drift else 1.0
+        # ranges: set by calibration, by fixed ranges, or (ADC only) by the crossbar's full scale
+        self.register_buffer("input_max", torch.tensor(float("nan")))
+        self.register_buffer("input_signed", torch.tensor(False))
+        self.register_buffer("adc_step", torch.tensor(float("nan")))
+        self.mode: Mode = "analog"
+        self.observed_min = math.inf
+        self.observed_max = 0.0
+        self.reads = 0
+        self._cached_weight: torch.Tensor | None = None
+        self._cache_key: tuple[float, torch.device] | None = None
+        self._ones: torch.Tensor | None = None
+
+    # -- cells --------------------------------------------------------------------------------------
+    def _static_conductance(self, levels: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
+        """Programmed conductances with variation, stuck-at faults and drift (sampled once, seeded per layer)."""
+        ni = hw.nonideal
+        gen = torch.Generator().manual_seed(stable_seed(self.seed, self.name, "cells"))
+        g = levels + self.g_off
+        if ni.conductance_sigma > 0:
+            g = g * (1 + ni.conductance_sigma * torch.randn(g.shape, generator=gen))
+        if ni.stuck_at_on_rate > 0 or ni.stuck_at_off_rate > 0:
+            draw = torch.rand(g.shape, generator=gen)
+            g = torch.where(draw < ni.stuck_at_on_rate, torch.full_like(g, self.g_on), g)
+            stuck_off = (draw >= ni.stuck_at_on_rate) & (draw < ni.stuck_at_on_rate + ni.stuck_at_off_rate)
+            g = torch.where(stuck_off, torch.full_like(g, self.g_off), g)
+        if ni.drift_nu > 0 and ni.drift_time_s > ni.drift_t0_s:
+            nu = ni.drift_nu + ni.drift_nu_sigma * torch.randn(g.shape, generator=gen)
+            g = g * (ni.drift_time_s / ni.drift_t0_s) ** (-nu.clamp(min=0))
+        return g.clamp(min=0)
+
+    def _row_index(self) -> torch.Tensor:
+        """Word line (0-based) each weight row sits on in its crossbar tile, shape ``(Cin_g, kh, kw)``."""
+        kh, kw = self.kernel
+        kk = kh * kw
+        cin_g = self.in_channels // self.groups
+        position = torch.arange(kk).view(1, kh, kw).expand(cin_g, kh, kw)
+        if self.tiling.parts == 1:
+            channel = torch.arange(cin_g).view(cin_g, 1, 1) % self.tiling.channels_per_tile
+            return (channel * kk + position).to(torch.float32)
+        return (position % self.rows).to(torch.float32)
+
+    def _col_index(self) -> torch.Tensor:
+        """Bit line (0-based) of each (output, column slice) in its crossbar, shape ``(Cout, columns)``."""
+        out_g = self.out_channels // self.groups
+        local = torch.arange(out_g).view(out_g, 1) * self.columns + torch.arange(self.columns).view(1, -1)
+        return (local % self.cols).repeat(self.groups, 1).to(torch.float32)
+
+    def _read_conductance(self) -> torch.Tensor:
+        """Conductances as read: per-read noise (fresh every forward pass), then IR drop."""
+        g = self.conductance
+        if self.read_noise_sigma > 0:
+            gen = torch.Generator(device=g.device).manual_seed(stable_seed(self.seed, self.name, "read", self.reads))
+            self.reads += 1
+            noise = torch.randn(g.shape, generator=gen, device=g.device)
+            g = (g * (1 + self.read_noise_sigma * noise)).clamp(min=0)
+        if self.wire_resistance_ratio > 0:
+            # first-order IR drop: the cell's current flows through (col+1) word-line and (rows-row) bit-line
+            # segments of resistance r = ratio * R_on in series with the cell (see analog.py)
+            segments = (self.col_index + 1).view(*self.col_index.shape, 1, 1, 1) + (self.rows - self.row_index)
+            g = g / (1 + self.wire_resistance_ratio * (g / self.g_on) * segments)
+        return g
+
+    def effective_weight(self) -> torch.Tensor:
+        """The float weight the crossbars realize (no input or ADC quantization), in the layer's units."""
+        g = self._read_conductance()
+        signed_levels = torch.einsum("os...,s->o...", g, self.column_weights) - self.input_sum_correction
+        return signed_levels * (self.weight_scale * self.drift_compensation)
+
+    def _tile_weight(self, step: float) -> torch.Tensor:
+        """Grouped-conv weight ``(groups*tiles*Cout_g*columns, channels_per_tile, kh', kw')`` divided by the step."""
+        g = self._read_conductance() / step
+        groups, til = self.groups, self.tiling
+        out_g = self.out_channels // groups
+        kh, kw = self.kernel
+        cin_g = self.in_channels // groups
+        g = g.view(groups, out_g, self.columns, cin_g, kh, kw)
+        if til.parts > 1:  # virtual channel (c, p) keeps kernel positions [p*rows, (p+1)*rows)
+            part = (torch.arange(kh * kw, device=g.device) // self.rows).view(1, kh, kw)
+            mask = (part == torch.arange(til.parts, device=g.device).view(-1, 1, 1)).to(g.dtype)
+            g = (g.unsqueeze(4) * mask).reshape(groups, out_g, self.columns, til.virtual_channels, kh, kw)
+        pad = til.padded_channels - til.virtual_channels
+        if pad:
+            g = F.pad(g, (0, 0, 0, 0, 0, pad))
+        g = g.view(groups, out_g, self.columns, til.tiles, til.channels_per_tile, kh, kw)
+        g = g.permute(0, 3, 1, 2, 4, 5, 6)
+        return g.reshape(groups * til.tiles * out_g * self.columns, til.channels_per_tile, kh, kw).contiguous()
+
+    # -- ranges -------------------------------------------------------------------------------------
+    def full_scale_adc_max(self) -> float:
+        """Largest partial sum a crossbar of this layer can produce: rows x G_on x largest input slice."""
+        return self.rows * self.g_on * (2 ** min(self.dac_bits, self.input_bits) - 1)
+
+    def set_ranges(self, *, input_min: float, input_max: float, adc_max: float | None) -> None:
+        self.input_signed.fill_(input_min < 0)
+        self.input_max.fill_(max(abs(input_min), abs(input_max)))
+        if adc_max is not None:
+            self.adc_step.fill_(adc_step_for_range(adc_max, self.adc_bits))
+        self._cached_weight = None
+
+    # -- forward ------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._forward(x)
+
+    def _to_4d(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if not self.is_linear:
+            if x.dim() != 4:
+                raise AnalogError(f"layer {self.name!r}: Conv2d input must be (N, C, H, W), got shape {tuple(x.shape)}")
+            if x.shape[1] != self.in_channels:
+                raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input channels, got {x.shape[1]}")
+            if self.padding_mode != "zeros":
+                x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
+            return x, ()
+        if x.shape[-1] != self.in_channels:
+            raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input features, got {x.shape[-1]}")
+        lead = tuple(x.shape[:-1])
+        return x.reshape(-1, self.in_channels, 1, 1), lead
+
+    def _conv_padding(self) -> tuple[int, int] | str:
+        return (0, 0) if self.padding_mode != "zeros" else self.padding
+
+    def _forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        x, lead = self._to_4d(x_in)
+        x = x.float()
+        if self.mode == "observe_inputs":
+            self.observed_min = min(self.observed_min, float(x.min()))
+            self.observed_max = max(self.observed_max, float(x.max()))
+            w = self.effective_weight()
+            y = F.conv2d(x, w, None, self.stride, self._conv_padding(), self.dilation, self.groups)
+        else:
+            y = self._crossbar_forward(x)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        if self.is_linear:
+            y = y.reshape(*lead, self.out_channels)
+        return y.to(x_in.dtype)
+
+    def _input_quantization(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float, int, bool]:
+        """Integer inputs, their scale, magnitude bits and signedness (calibrated, else per sample)."""
+        if not math.isnan(float(self.input_max)):
+            signed = bool(self.input_signed)
+            magnitude_bits = self.input_bits - 1 if signed else self.input_bits
+            scale: torch.Tensor | float = float(self.input_max) / (2**magnitude_bits - 1) or 1.0
+            return quantize_inputs(x, scale, magnitude_bits, signed), scale, magnitude_bits, signed
+        # no calibrated range: each sample (image, or vector for Linear) is scaled by its own abs-max
+        flat = x.reshape(x.shape[0], -1)
+        signed = bool((flat < 0).any())
+        magnitude_bits = self.input_bits - 1 if signed else self.input_bits
+        peak = flat.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny)
+        scale = (peak / (2**magnitude_bits - 1)).view(-1, 1, 1, 1)
+        return quantize_inputs(x, scale, magnitude_bits, signed), scale, magnitude_bits, signed
+
+    def _crossbar_forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_q, x_scale, magnitude_bits, signed = self._input_quantization(x)
+        if self.mode == "observe_adc":
+            step = 1.0
+        else:
+            step = float(self.adc_step)
+            if math.isnan(step):
+                raise AnalogError(
+                    f"layer {self.name!r}: the ADC range is not set; convert with calibration=<batches> or "
+                    "adc_range='full'"
+                )
+        key = (step, x.device)
+        if self.read_noise_sigma > 0 or self._cached_weight is None or self._cache_key != key:
+            weight = self._tile_weight(step)
+            if self.read_noise_sigma == 0:
+                self._cached_weight, self._cache_key = weight, key
+        else:
+            weight = self._cached_weight
+        planes, plane_weights = input_planes(x_q, magnitude_bits, self.dac_bits, signed)
+        til = self.tiling
+        if til.parts > 1:
+            planes = planes.repeat_interleave(til.parts, dim=2)
+        pad = til.padded_channels - til.virtual_channels
+        if pad:
+            n_planes, n, _, h, w = planes.shape
+            planes = planes.view(n_planes, n, self.groups, til.virtual_channels, h, w)
+            planes = F.pad(planes, (0, 0, 0, 0, 0, pad)).view(n_planes, n, -1, h, w)
+        combined = torch.tensor(plane_weights, device=x.device).view(-1, 1) * self.column_weights.view(1, -1)
+        digital = self._read_and_convert(planes, weight, combined * step)
+        # digital corrections: the encoding offset and the off-state current, exactly, from the input sums
+        if self.input_sum_correction:
+            digital = digital - self.input_sum_correction * self._input_sums(x_q)
+        return digital * (x_scale * self.weight_scale * self.drift_compensation)
+
+    def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
+        """Sum of the integer inputs over each output's receptive field, per group, as ``(N, Cout, H, W)``."""
+        cin_g = self.in_channels // self.groups
+        if self._ones is None or self._ones.device != x_q.device:
+            self._ones = torch.ones(self.groups, cin_g, *self.kernel, device=x_q.device)
+        sums = F.conv2d(x_q, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
+        return sums.repeat_interleave(self.out_channels // self.groups, dim=1)
+
+    def _read_and_convert(self, planes: torch.Tensor, weight: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
+        """Read every (input plane, tile, column) partial sum, convert with the ADC, shift-and-add.
+
+        ``planes``: ``(P, N, C_padded, H, W)``; ``combined[p, s]``: digital weight of plane p, column slice s,
+        times the ADC step. Returns ``(N, Cout, Ho, Wo)`` in units of integer input x integer weight.
+        """
+        n_planes, n = planes.shape[:2]
+        groups, til = self.groups, self.tiling
+        out_g = self.out_channels // groups
+        conv_groups = groups * til.tiles
+        out = None
+        ho = wo = 0
+        per_sample_bytes = None
+        plane_start = 0
+        while plane_start < n_planes:
+            if per_sample_bytes is None:
+                probe = F.conv2d(planes[0, :1], weight, None, self.stride, self._conv_padding(), self.dilation,
+                                 conv_groups)
+                per_sample_bytes = probe.numel() * probe.element_size()
+            budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
+            planes_per_chunk = max(1, min(n_planes - plane_start, budget // n))
+            samples_per_chunk = n if planes_per_chunk * n <= budget else budget
+            for sample_start in range(0, n, samples_per_chunk):
+                p_end = plane_start + planes_per_chunk
+                s_end = min(n, sample_start + samples_per_chunk)
+                chunk = planes[plane_start:p_end, sample_start:s_end]
+                k, m = chunk.shape[:2]
+                ps = F.conv2d(chunk.reshape(k * m, *chunk.shape[2:]), weight, None, self.stride,
+                              self._conv_padding(), self.dilation, conv_groups)
+                ho, wo = ps.shape[-2:]
+                if self.mode == "observe_adc":
+                    self.observed_max = max(self.observed_max, float(ps.max()))
+                else:
+                    adc_codes_(ps, self.adc_bits)
+                ps = ps.view(k * m, groups, til.tiles, out_g * self.columns * ho * wo)
+                codes = ps.sum(dim=2) if til.tiles > 1 else ps.squeeze(2)
+                codes = codes.view(k, m, self.out_channels, self.columns, ho * wo)
+                part = torch.einsum("pncsl,ps->ncl", codes, combined[plane_start:p_end])
+                if out is None:
+                    out = torch.zeros(n, self.out_channels, ho * wo, device=planes.device, dtype=part.dtype)
+                out[sample_start:s_end] += part
+            plane_start += planes_per_chunk
+        assert out is not None
+        return out.view(n, self.out_channels, ho, wo)
+
+    def extra_repr(self) -> str:
+        til = self.tiling
+        return (
+            f"{self.name!r}, in={self.in_channels}, out={self.out_channels}, kernel={self.kernel}, "
+            f"crossbar={self.rows}x{self.cols}, tiles={til.tiles}x{til.channels_per_tile}ch, "
+            f"columns/weight={self.columns}, adc_bits={self.adc_bits}"
+        )
