@@ -66,9 +66,9 @@ RUN_NAME_TAG = "mlflow.runName"
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
-def tracking_actor_name(experiment_name: str) -> str:
-    """The name of the launch's tracking actor (stable across ``--resume``)."""
-    return f"rnc-tracking-{experiment_name}"
+def tracking_actor_name(launch_id: str) -> str:
+    """The name of the launch's tracking actor (the launch id is stable across ``--resume``)."""
+    return f"rnc-tracking-{launch_id}"
 
 
 def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | None:
@@ -400,9 +400,7 @@ class TrackingWriter:
         self.client.set_terminated(run.info.run_id)
 
 
-def start_tracking_writer(tracking_uri: str, experiment_name: str, **options: Any) -> Any:
+def start_tracking_writer(tracking_uri: str, experiment_name: str, launch_id: str, **options: Any) -> Any:
     """Start the launch's named ``TrackingWriter`` actor (no CPU reserved: it mostly waits on I/O)."""
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(TrackingWriter)
-    return actor_cls.options(name=tracking_actor_name(experiment_name), get_if_exists=False).remote(
-        tracking_uri, experiment_name, **options
-    )
+    return actor_cls.options(name=tracking_actor_name(launch_id)).remote(tracking_uri, experiment_name, **options)

@@ -1,0 +1,40 @@
+"""``rnc-platform launch [CONFIG.yaml]``: run a distributed search (see :mod:`rnc.platform.launch`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("launch")
+    def launch(
+        config: Path | None = typer.Argument(
+            None, help="Experiment YAML (examples/*.yaml). Default: the embedded default (digits, mbv3, 2 budgets)."
+        ),
+        address: str | None = typer.Option(
+            None, "--address", help="Ray cluster: 'auto' or 'ray://HOST:PORT'. Default: a local embedded Ray."
+        ),
+        tracking_uri: str | None = typer.Option(
+            None, "--tracking-uri", help="MLflow tracking URI (overrides the config), e.g. http://mlflow:5000."
+        ),
+        resume: bool = typer.Option(False, "--resume", help="Resume the latest interrupted launch of this config."),
+        seed: int | None = typer.Option(None, "--seed", min=0, help="Override the config's seed."),
+        storage_path: str | None = typer.Option(
+            None, "--storage-path", help="Ray Tune storage (overrides the config); shared on multi-node clusters."
+        ),
+    ) -> None:
+        """Search Pareto fronts of networks x crossbar budgets with Ray Tune; track every candidate in MLflow."""
+        from rnc.platform.config import ConfigError, ExperimentConfig
+        from rnc.platform.launch import LaunchError, run_launch
+
+        console = Console()
+        try:
+            cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig.default()
+            cfg = cfg.with_overrides(seed=seed, tracking_uri=tracking_uri, storage_path=storage_path)
+            run_launch(cfg, address=address, resume=resume, console=console)
+        except (ConfigError, LaunchError, ValueError, FileNotFoundError, LookupError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None

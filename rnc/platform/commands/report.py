@@ -1,0 +1,45 @@
+"""``rnc-platform report [RUN]``: print and plot a finished launch from MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        run: str | None = typer.Argument(None, help="Launch run id, run name or launch id. Default: the latest."),
+        tracking_uri: str = typer.Option(
+            "sqlite:///rnc-runs/mlflow.db", "--tracking-uri", help="MLflow tracking URI of the launch."
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="Folder for the front plots (PNG + HTML). Default: rnc-runs/report-<launch id>."
+        ),
+        max_rows: int = typer.Option(20, "--max-rows", min=1, help="Rows per front table."),
+    ) -> None:
+        """Pareto fronts per budget and across budgets of a finished launch, as tables and plots."""
+        from rnc.platform.config import absolute_tracking_uri
+        from rnc.platform.report import load_launch, mlflow_ui_command, plot_fronts, print_fronts
+
+        console = Console()
+        uri = absolute_tracking_uri(tracking_uri)
+        try:
+            launch, df, objectives = load_launch(uri, run)
+        except LookupError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        launch_id = launch.data.tags.get("rnc.launch_id", launch.info.run_id)
+        console.print(
+            f"[bold]launch[/] {launch_id} (run {launch.info.run_id}, {launch.info.status}): {len(df)} candidates, "
+            f"{int(df.feasible.sum())} feasible, budgets {sorted(int(b) for b in df.budget.unique())}"
+        )
+        print_fronts(df, objectives, console, max_rows=max_rows)
+        folder = out or Path("rnc-runs") / f"report-{launch_id}"
+        for rel, content in plot_fronts(df, objectives).items():
+            path = folder / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        console.print(f"plots in {folder}/plots; open the launch with:\n  {mlflow_ui_command(uri)}")
