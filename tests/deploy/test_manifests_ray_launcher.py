@@ -29,7 +29,7 @@ def test_ray_prepares_and_validates_the_config(launcher_config) -> None:
 
 def test_ray_schema_rejects_a_misspelt_field(launcher_config) -> None:
     broken = copy.deepcopy(launcher_config)
-    broken["docker"]["imagee"] = broken["docker"].pop("image")
+    broken["head_start_ray_command"] = broken.pop("head_start_ray_commands")
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(broken))
 
