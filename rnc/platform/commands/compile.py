@@ -1,0 +1,214 @@
+"""``rnc-platform compile MODEL``: compile a network onto RRAM crossbars and print its plan and PPA."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+MODEL_HELP = (
+    "torchvision:NAME[:NUM_CLASSES] (e.g. torchvision:squeezenet1_1:10), rnc:NAME[:NUM_CLASSES] for the "
+    "project's example models (rnc:vgg8), or path/to/file.py:factory (a function returning an nn.Module)."
+)
+
+
+class ModelSpecError(ValueError):
+    """A MODEL argument that cannot be turned into a torch module."""
+
+
+def load_model(spec: str):
+    """Build the ``torch.nn.Module`` named by ``spec`` (see ``MODEL_HELP``) with random weights."""
+    import torch.nn as nn
+
+    source, sep, rest = spec.partition(":")
+    if not sep or not rest:
+        raise ModelSpecError(f"model {spec!r}: expected torchvision:NAME[:NUM_CLASSES] or path/to/file.py:factory")
+    if source in ("torchvision", "rnc"):
+        name, _, classes = rest.partition(":")
+        kwargs = {}
+        if classes:
+            try:
+                kwargs["num_classes"] = int(classes)
+            except ValueError:
+                raise ModelSpecError(f"model {spec!r}: NUM_CLASSES {classes!r} is not an integer") from None
+            if kwargs["num_classes"] < 1:
+                raise ModelSpecError(f"model {spec!r}: NUM_CLASSES must be positive")
+        if source == "torchvision":
+            import torchvision
+
+            available = torchvision.models.list_models(module=torchvision.models)
+            if name not in available:
+                raise ModelSpecError(
+                    f"model {spec!r}: torchvision has no classification model {name!r}; e.g. "
+                    "mobilenet_v3_small, squeezenet1_1, resnet18"
+                )
+            return torchvision.models.get_model(name, weights=None, **kwargs)
+        from rnc.simulator import models as rnc_models
+
+        factory = getattr(rnc_models, name, None)
+        if name.startswith("_") or not callable(factory) or inspect.isclass(factory):
+            raise ModelSpecError(f"model {spec!r}: rnc.simulator.models has no model factory {name!r} (try vgg8)")
+        return factory(**kwargs)
+    # path/to/file.py:factory  (the path may itself contain ':' on some systems: split at the last one)
+    path_text, _, factory_name = spec.rpartition(":")
+    path = Path(path_text)
+    if path.suffix != ".py":
+        raise ModelSpecError(f"model {spec!r}: expected torchvision:NAME or a .py file with :factory")
+    if not path.is_file():
+        raise ModelSpecError(f"model {spec!r}: file {str(path)!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"rnc_user_model_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ModelSpecError(f"model {spec!r}: cannot import {str(path)!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ModelSpecError(f"model {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ModelSpecError(f"model {spec!r}: {str(path)!r} defines no callable {factory_name!r}")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelSpecError(f"model {spec!r}: {factory_name}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"model {spec!r}: {factory_name}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def check_input(module, shape: tuple[int, ...], spec: str) -> None:
+    """Run one zero input through ``module`` so a wrong ``--input`` gives one clear line, not a trace."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module.eval()(torch.zeros((1, *shape)))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelSpecError(
+            f"model {spec!r} cannot run on input {'x'.join(map(str, shape))}: {first}; check --input (CxHxW)"
+        ) from None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt_ns(value: float) -> str:
+    return f"{value / 1e3:,.1f}"
+
+
+def print_result(result, console: Console, *, title: str) -> None:
+    """The per-layer table and the totals of a :class:`rnc.simulator.CompileResult`."""
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col, justify in (
+        ("#", "right"), ("layer", "left"), ("kind", "left"), ("shape", "left"), ("pos", "right"),
+        ("xbar", "right"), ("copies", "right"), ("xbars", "right"), ("cells", "right"), ("util", "right"),
+        ("stage us", "right"), ("finish us", "right"), ("energy nJ", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for row in result.layers:
+        k = row["kernel"]
+        shape = f"{row['in_channels']}->{row['out_channels']}"
+        if row["kind"] != "linear":
+            shape += f" {k[0]}x{k[1]}" + (f" g{row['groups']}" if row["groups"] > 1 else "")
+        size = row["crossbar_size"]
+        table.add_row(
+            str(row["index"]), row["name"], row["kind"], shape, f"{row['positions']:,}", f"{size[0]}x{size[1]}",
+            str(row["copies"]), str(row["crossbars"]), f"{row['cells']:,}", f"{row['crossbar_share']:.0%}",
+            _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]), f"{row['energy_pj'] / 1e3:,.1f}",
+        )
+    console.print(table)
+    s = result.summary()
+    budget = "unlimited" if s["budget"] == 0 else f"{s['budget']:,}"
+    status = "[green]feasible[/]" if s["feasible"] else f"[red]infeasible[/] (needs at least {s['min_crossbars']:,})"
+    energy = ", ".join(f"{k} {v / 1e3:,.1f}" for k, v in s["energy_by_component_pj"].items())
+    sizes = ", ".join(f"{n:,} of {size}" for size, n in result.crossbars_by_size.items())
+    console.print(
+        f"[bold]{result.strategy}[/]: {status}; crossbars used {s['crossbars_used']:,} ({sizes}) of budget {budget}, "
+        f"minimum {s['min_crossbars']:,}; utilization {s['utilization']:.1%}\n"
+        f"latency {s['latency_ns'] / 1e3:,.1f} us; throughput {s['throughput_ips']:,.1f} images/s; "
+        f"energy {s['energy_pj'] / 1e3:,.1f} nJ ({energy} nJ); area {s['area_mm2']:.4f} mm2; "
+        f"EDAP {s['edap']:.4g} pJ*ns*mm2; {s['tops']:.4g} TOPS; {s['tops_per_w']:.4g} TOPS/W"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compile")
+    def compile_command(
+        model: str = typer.Argument(..., help=MODEL_HELP, show_default=False),
+        input_shape: str = typer.Option("3x64x64", "--input", help="Input shape CxHxW of one image."),
+        hardware: str = typer.Option("rnc", "--hardware", help="Hardware preset (isaac, rnc) or a YAML file."),
+        set_values: list[str] = typer.Option(
+            [], "--set", help="Override a hardware field, KEY=VALUE (repeatable), e.g. --set cell_bits=2."
+        ),
+        crossbars: int | None = typer.Option(
+            None, "--crossbars", min=0, help="Crossbar budget (0 = unlimited). Default: the hardware's."
+        ),
+        strategy: str = typer.Option("rnc", "--strategy", help="Compilation strategy: rnc or isaac."),
+        json_out: Path | None = typer.Option(None, "--json", help="Write the plan and PPA as JSON to this file."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the packer's random restarts."),
+        duplicate: bool | None = typer.Option(
+            None, "--duplicate/--no-duplicate", help="Duplicate bottleneck layers (default: on for rnc)."
+        ),
+        pack: bool | None = typer.Option(None, "--pack/--no-pack", help="Pack boxes of several layers (rnc)."),
+        depthwise_split: int = typer.Option(1, "--depthwise-split", min=1, help="Channel chunks per depthwise layer."),
+    ) -> None:
+        """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
+        from rnc.simulator import (
+            CompileError,
+            HardwareConfig,
+            HardwareConfigError,
+            WorkloadError,
+            compile_workload,
+            parse_input_shape,
+            trace_workload,
+        )
+
+        console = Console()
+        if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
+            console = Console(width=200)
+        err = Console(stderr=True)
+        try:
+            shape = parse_input_shape(input_shape)
+            hw = HardwareConfig.resolve(hardware)
+            if set_values:
+                hw = hw.set_values(list(set_values))
+            if crossbars is not None:
+                hw = hw.with_updates(crossbars=crossbars)
+            module = load_model(model)
+            check_input(module, shape, model)
+            with console.status(f"tracing {model} at {input_shape}"):
+                workload = trace_workload(module, shape, name=model)
+            with console.status(f"compiling {len(workload)} layers ({strategy})"):
+                result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
+                                          depthwise_split=depthwise_split)
+        except (ModelSpecError, WorkloadError, HardwareConfigError, CompileError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        print_result(result, console, title=f"{model} @ {'x'.join(map(str, shape))} on {hw.name} ({strategy})")
+        if json_out is not None:
+            try:
+                write_json_atomic(json_out, result.to_dict())
+            except OSError as exc:
+                err.print(f"[red]error:[/] cannot write {json_out}: {exc}")
+                raise typer.Exit(2) from None
+            console.print(f"plan and PPA written to {json_out}")

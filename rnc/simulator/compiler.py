@@ -1,0 +1,392 @@
+"""Compile a workload onto RRAM crossbars (``isaac`` or ``rnc`` strategy) and evaluate its PPA.
+
+Conventions (full text with sources in ``docs/simulator.md``):
+
+- **Partitioning** (im2col; ISAAC, NeuroSim): a layer's weight matrix per group is ``(Cin/g)*kh*kw`` rows by
+  ``(Cout/g) * slices_per_weight`` columns, cut into boxes of at most ``rows x cols`` of the layer's
+  crossbar size (``hw.crossbar_size_for(name)``: heterogeneous tiles, NAX). Boxes of different crossbar
+  sizes never share a crossbar.
+- **isaac**: every box on its own crossbar (every layer and every group on its own crossbars, nothing
+  shared); optional replication (``duplicate=True``) of the bottleneck layer while whole copies fit the
+  budget.
+- **rnc** (RNC, arXiv 2409.18841): the same boxes, except depthwise layers, mapped as RNC maps them:
+  ``K*K`` rows x ``C`` columns, evaluated one channel at a time, split into ``depthwise_split`` (or more, when
+  ``C`` does not fit one crossbar) column chunks that run in parallel. Full-size boxes take a crossbar each;
+  the remainder boxes of all layers are packed into shared crossbars (MaxRects, best short side fit) by a
+  deterministic seeded packer that tries four fixed orderings and ``restarts`` seeded random ones and keeps
+  the fewest crossbars. This no-duplication packing does not depend on the budget, so ``min_crossbars`` is
+  a property of the network and hardware and more budget never turns a feasible compile infeasible. Then
+  bottleneck layers are duplicated (each copy handles an equal share of the output positions) while the
+  copy's boxes fit the budget, always adding to the layer with the longest stage time; copies never share a
+  crossbar with another box of the same layer (they would serialize).
+- **Contention**: everything mapped on one crossbar serializes on it. A layer's stage time is the largest,
+  over its crossbars, of the summed time of its boxes there; a box's time is ``positions_of_its_copy x
+  channels_in_sequence x reads_per_input x read_cycle``.
+- **Latency** (single image): layers run in topological order of the dataflow graph; a layer starts when
+  all its predecessors have finished and all its crossbars are free (layers sharing a crossbar serialize);
+  ``latency_ns`` is the last finish time. **Throughput** (pipelined over images): one image per
+  ``max over crossbars of its busy time per image``.
+- **Utilization** = used cells / (occupied crossbars x their rows x cols).
+- **Energy** by component (``adc``, ``dac``, ``crossbar``, ``buffer``, ``shift_add``, ``leakage``), **area**
+  of the occupied IMAs and tiles, EDAP = energy_pj x latency_ns x area_mm2, TOPS = 2 x MACs x throughput,
+  TOPS/W = 2 x MACs / energy: see :mod:`rnc.simulator.ppa`.
+
+An infeasible compile (``min_crossbars > budget``) never raises: it returns ``feasible=False`` with
+``min_crossbars`` and the PPA of that minimum plan.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from rnc.simulator import kernels as K  # noqa: N812
+from rnc.simulator.hardware import HardwareConfig
+from rnc.simulator.ppa import ENERGY_CATEGORIES, ppa_parameters
+from rnc.simulator.workload import Workload
+
+Strategy = Literal["rnc", "isaac"]
+STRATEGIES = ("rnc", "isaac")
+
+
+class CompileError(ValueError):
+    """Arguments the compiler cannot use (unknown strategy, bad option); infeasibility is not an error."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Workload and hardware -> kernel arrays
+# --------------------------------------------------------------------------------------------------------
+
+_WORKLOAD_ARRAYS: dict[int, tuple[weakref.ref, dict[str, np.ndarray]]] = {}
+
+
+def workload_arrays(workload: Workload) -> dict[str, np.ndarray]:
+    """The int64 column arrays of ``workload`` the kernels read (cached per workload object)."""
+    key = id(workload)
+    hit = _WORKLOAD_ARRAYS.get(key)
+    if hit is not None and hit[0]() is workload:
+        return hit[1]
+    arrays = workload.to_arrays()
+    arrays["kernel_area"] = arrays["kernel_h"] * arrays["kernel_w"]
+    arrays["macs"] = np.array([lay.macs for lay in workload.layers], np.int64)
+    try:
+        ref = weakref.ref(workload, lambda _r, k=key: _WORKLOAD_ARRAYS.pop(k, None))
+    except TypeError:  # objects without weak references are simply not cached
+        return arrays
+    _WORKLOAD_ARRAYS[key] = (ref, arrays)
+    return arrays
+
+
+def crossbar_classes(workload: Workload, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                      np.ndarray, np.ndarray]:
+    """Per-layer crossbar sizes and the class (distinct size) of each layer: ``xr, xc, cls, cls_r, cls_c``."""
+    n = len(workload.layers)
+    default = (hw.crossbar_rows, hw.crossbar_cols)
+    if not hw.layer_crossbar_sizes:
+        xr = np.full(n, default[0], np.int64)
+        xc = np.full(n, default[1], np.int64)
+        return xr, xc, np.zeros(n, np.int64), xr[:1].copy(), xc[:1].copy()
+    sizes = [tuple(hw.crossbar_size_for(layer.name)) for layer in workload.layers]
+    classes: dict[tuple[int, int], int] = {}
+    cls = np.empty(n, np.int64)
+    for i, size in enumerate(sizes):
+        cls[i] = classes.setdefault(size, len(classes))
+    xr = np.array([s[0] for s in sizes], np.int64)
+    xc = np.array([s[1] for s in sizes], np.int64)
+    cls_r = np.array([s[0] for s in classes], np.int64)
+    cls_c = np.array([s[1] for s in classes], np.int64)
+    return xr, xc, cls, cls_r, cls_c
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Resolved options of one compile (defaults depend on the strategy)."""
+
+    strategy: Strategy
+    share: bool
+    duplicate: bool
+    depthwise_split: int
+    restarts: int
+    seed: int
+    budget: int
+
+
+def resolve_options(strategy: str, hw: HardwareConfig, *, seed: int = 0, duplicate: bool | None = None,
+                    pack: bool | None = None, depthwise_split: int = 1, restarts: int = 8,
+                    crossbars: int | None = None) -> CompileOptions:
+    if strategy not in STRATEGIES:
+        raise CompileError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if depthwise_split < 1:
+        raise CompileError(f"depthwise_split must be >= 1, got {depthwise_split}")
+    if restarts < 0:
+        raise CompileError(f"restarts must be >= 0, got {restarts}")
+    budget = hw.crossbars if crossbars is None else int(crossbars)
+    if budget < 0:
+        raise CompileError(f"crossbar budget must be >= 0 (0 = unlimited), got {budget}")
+    if strategy == "isaac":
+        if pack:
+            raise CompileError("strategy 'isaac' never packs boxes of several layers; use strategy 'rnc'")
+        return CompileOptions("isaac", False, bool(duplicate), 1, 0, int(seed), budget)
+    return CompileOptions(
+        "rnc", True if pack is None else bool(pack), True if duplicate is None else bool(duplicate),
+        int(depthwise_split), int(restarts), int(seed), budget,
+    )
+
+
+def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None):
+    """Call the compile kernel; returns its raw arrays plus the crossbar classes."""
+    a = workload_arrays(workload)
+    xr, xc, cls, cls_r, cls_c = crossbar_classes(workload, hw)
+    if params is None:
+        params = ppa_parameters(hw)
+    out = K.compile_kernel(
+        a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], a["out_channels"], a["kernel_area"],
+        a["positions"], a["pred_ptr"], a["pred_idx"], xr, xc, cls, cls_r, cls_c,
+        np.int64(hw.slices_per_weight), params, opts.strategy == "rnc", opts.share, opts.duplicate,
+        np.int64(opts.budget), np.int64(opts.depthwise_split), np.int64(opts.restarts), np.int64(opts.seed),
+    )
+    return out, cls_r, cls_c
+
+
+def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool | dict[str, float]]:
+    """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`)."""
+    energy_by = {
+        "adc": float(totals[K.T_E_ADC]),
+        "dac": float(totals[K.T_E_DAC]),
+        "crossbar": float(totals[K.T_E_CROSSBAR]),
+        "buffer": float(totals[K.T_E_BUFFER]),
+        "shift_add": float(totals[K.T_E_SHIFT_ADD]),
+        "leakage": float(totals[K.T_E_LEAKAGE]),
+    }
+    energy = sum(energy_by.values())
+    latency = float(totals[K.T_LATENCY_NS])
+    period = float(totals[K.T_PERIOD_NS])
+    area = float(totals[K.T_AREA_MM2])
+    capacity = float(totals[K.T_CAPACITY_CELLS])
+    ops = 2.0 * float(totals[K.T_MACS])
+    throughput = 1e9 / period if period > 0 else 0.0
+    return {
+        "feasible": bool(totals[K.T_FEASIBLE] > 0),
+        "budget": int(budget),
+        "min_crossbars": int(totals[K.T_MIN_CROSSBARS]),
+        "crossbars_used": int(totals[K.T_CROSSBARS_USED]),
+        "used_cells": int(totals[K.T_USED_CELLS]),
+        "utilization": float(totals[K.T_USED_CELLS]) / capacity if capacity > 0 else 0.0,
+        "latency_ns": latency,
+        "throughput_ips": throughput,
+        "energy_pj": energy,
+        "energy_by_component_pj": energy_by,
+        "area_mm2": area,
+        "edap": energy * latency * area,
+        "tops": ops * throughput / 1e12,
+        "tops_per_w": ops / energy if energy > 0 else 0.0,
+        "macs": int(totals[K.T_MACS]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Placement:
+    """One box on one crossbar: ``rows x cols`` cells of ``layer``'s matrix ``group`` (a group of a grouped
+    conv, or a channel chunk of a depthwise layer in ``rnc``), copy ``copy``, at ``(row, col)`` of crossbar
+    ``crossbar``; ``matrix_row``/``matrix_col`` locate the box inside the layer's weight matrix."""
+
+    layer: str
+    layer_index: int
+    group: int
+    copy: int
+    crossbar: int
+    row: int
+    col: int
+    rows: int
+    cols: int
+    matrix_row: int
+    matrix_col: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)
+class CompileResult:
+    """A compiled mapping plan and its PPA. Scalars are computed eagerly; the per-layer table and the
+    placements are materialized on first access (the hot summary path never builds Python objects)."""
+
+    workload: Workload
+    hardware: HardwareConfig
+    options: CompileOptions
+    _totals: np.ndarray = field(repr=False)
+    _layer_table: np.ndarray = field(repr=False)
+    _placements: np.ndarray = field(repr=False)
+    _boxes: np.ndarray = field(repr=False)
+    _crossbar_class: np.ndarray = field(repr=False)
+    _cls_r: np.ndarray = field(repr=False)
+    _cls_c: np.ndarray = field(repr=False)
+
+    @cached_property
+    def _summary(self) -> dict:
+        return summarize(self._totals, self.options.budget)
+
+    # scalar metrics ----------------------------------------------------------------------------------
+    @property
+    def strategy(self) -> str:
+        return self.options.strategy
+
+    @property
+    def feasible(self) -> bool:
+        return self._summary["feasible"]
+
+    @property
+    def min_crossbars(self) -> int:
+        return self._summary["min_crossbars"]
+
+    @property
+    def crossbars_used(self) -> int:
+        return self._summary["crossbars_used"]
+
+    @property
+    def utilization(self) -> float:
+        return self._summary["utilization"]
+
+    @property
+    def latency_ns(self) -> float:
+        return self._summary["latency_ns"]
+
+    @property
+    def throughput_ips(self) -> float:
+        return self._summary["throughput_ips"]
+
+    @property
+    def energy_pj(self) -> float:
+        return self._summary["energy_pj"]
+
+    @property
+    def energy_by_component_pj(self) -> dict[str, float]:
+        return dict(self._summary["energy_by_component_pj"])
+
+    @property
+    def area_mm2(self) -> float:
+        return self._summary["area_mm2"]
+
+    @property
+    def edap(self) -> float:
+        """Energy x delay x area of one image, in pJ x ns x mm^2."""
+        return self._summary["edap"]
+
+    @property
+    def tops(self) -> float:
+        return self._summary["tops"]
+
+    @property
+    def tops_per_w(self) -> float:
+        return self._summary["tops_per_w"]
+
+    @property
+    def crossbars_by_size(self) -> dict[str, int]:
+        """Occupied crossbars per size, ``"ROWSxCOLS" -> count``."""
+        counts = np.bincount(self._crossbar_class, minlength=len(self._cls_r))
+        return {f"{int(r)}x{int(c)}": int(n) for r, c, n in zip(self._cls_r, self._cls_c, counts, strict=True)}
+
+    def summary(self) -> dict:
+        """Scalar metrics (the same keys :func:`rnc.simulator.compile_many` returns)."""
+        return {**self._summary, "energy_by_component_pj": dict(self._summary["energy_by_component_pj"])}
+
+    # tables ------------------------------------------------------------------------------------------
+    @cached_property
+    def layers(self) -> list[dict]:
+        """One row per layer: shapes, crossbar size, copies, crossbars, cells, stage/start/finish times."""
+        tab = self._layer_table
+        rows = []
+        for i, layer in enumerate(self.workload.layers):
+            cls = int(tab[i, K.L_CLASS])
+            occupied = int(tab[i, K.L_CROSSBARS])
+            cap = occupied * int(self._cls_r[cls]) * int(self._cls_c[cls])
+            rows.append({
+                "index": i,
+                "name": layer.name,
+                "kind": "depthwise" if layer.is_depthwise else layer.kind,
+                "in_channels": layer.in_channels,
+                "out_channels": layer.out_channels,
+                "kernel": [layer.kernel_h, layer.kernel_w],
+                "groups": layer.groups,
+                "positions": layer.positions,
+                "matrix_rows": layer.rows,
+                "macs": layer.macs,
+                "crossbar_size": [int(self._cls_r[cls]), int(self._cls_c[cls])],
+                "copies": int(tab[i, K.L_COPIES]),
+                "boxes": int(tab[i, K.L_BOXES]),
+                "crossbars": occupied,
+                "cells": int(tab[i, K.L_CELLS]),
+                "sequential_channels": int(tab[i, K.L_SEQ]),
+                "stage_ns": float(tab[i, K.L_STAGE_NS]),
+                "start_ns": float(tab[i, K.L_START_NS]),
+                "finish_ns": float(tab[i, K.L_FINISH_NS]),
+                "energy_pj": float(tab[i, K.L_ENERGY_PJ]),
+                "crossbar_share": float(tab[i, K.L_CELLS]) / cap if cap else 0.0,
+            })
+        return rows
+
+    @cached_property
+    def placements(self) -> list[Placement]:
+        """Every box of every copy with its crossbar and offset."""
+        names = [layer.name for layer in self.workload.layers]
+        out = []
+        boxes = self._boxes
+        for box, copy, xbar, row, col in self._placements.tolist():
+            layer, group, h, w, _act, row0, col0 = boxes[box].tolist()
+            out.append(Placement(names[layer], layer, group, copy, xbar, row, col, h, w, row0, col0))
+        return out
+
+    def to_dict(self) -> dict:
+        """Plan + PPA as plain JSON-ready data; top-level ``feasible, crossbars_used, utilization, latency_ns,
+        energy_pj, area_mm2, edap, layers, placements`` and the other scalar metrics."""
+        return {
+            **self.summary(),
+            "strategy": self.strategy,
+            "workload": self.workload.name,
+            "input_shape": list(self.workload.input_shape),
+            "hardware": self.hardware.model_dump(mode="json"),
+            "options": dict(self.options.__dict__),
+            "crossbars_by_size": self.crossbars_by_size,
+            "layers": self.layers,
+            "placements": [p.to_dict() for p in self.placements],
+        }
+
+
+def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy = "rnc", *, seed: int = 0,
+                     duplicate: bool | None = None, pack: bool | None = None, depthwise_split: int = 1,
+                     restarts: int = 8, crossbars: int | None = None) -> CompileResult:
+    """Compile ``workload`` onto ``hw``'s crossbars with ``strategy`` and evaluate its PPA.
+
+    ``duplicate`` (default: on for ``rnc``, off for ``isaac``) replicates bottleneck layers within the budget
+    ``hw.crossbars`` (or ``crossbars``, which overrides it; 0 = unlimited, then nothing is duplicated);
+    ``pack`` (``rnc`` only, default on) shares crossbars between boxes of several layers;
+    ``depthwise_split`` splits each depthwise layer into that many channel chunks on separate crossbars
+    (``rnc``); ``restarts`` seeded random packing orders are tried after the four fixed ones, the fewest
+    crossbars kept. Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``.
+    """
+    if not isinstance(workload, Workload):
+        raise CompileError(f"expected a Workload (see rnc.simulator.trace_workload), got {type(workload).__name__}")
+    if not isinstance(hw, HardwareConfig):
+        raise CompileError(f"expected a HardwareConfig, got {type(hw).__name__}")
+    opts = resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack,
+                           depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars)
+    (totals, layer_tab, placements, boxes, xbar_cls), cls_r, cls_c = run_kernel(workload, hw, opts)
+    return CompileResult(workload, hw, opts, totals, layer_tab, placements, boxes, xbar_cls, cls_r, cls_c)
+
+
+def lower_bound_crossbars(workload: Workload, hw: HardwareConfig) -> int:
+    """``ceil(weight cells / crossbar cells)`` -- no plan can use fewer crossbars (single crossbar size)."""
+    cells = sum(layer.weights for layer in workload.layers) * hw.slices_per_weight
+    return math.ceil(cells / (hw.crossbar_rows * hw.crossbar_cols))
+
+
+__all__ = ["ENERGY_CATEGORIES", "CompileError", "CompileResult", "Placement", "compile_workload"]

@@ -1,0 +1,693 @@
+"""Numba kernels of the compiler: partitioning into boxes, packing, duplication and PPA, over plain arrays.
+
+Everything here is ``@njit(cache=True)`` and works on integer/float arrays only, so one compile + PPA of a
+network is a single call without Python objects. The conventions are documented in
+:mod:`rnc.simulator.compiler` and ``docs/simulator.md``; this module only implements them.
+
+Packing is MaxRects (Jylänki, "A Thousand Ways to Pack the Bin", 2010) with best-short-side-fit over all
+open crossbars of the box's crossbar size (boxes of different sizes never share a crossbar). Boxes are not
+rotated (rows are inputs, columns outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from rnc.simulator.ppa import (
+    PARAM_ADC_GSPS,
+    PARAM_ADCS,
+    PARAM_AREA_IMA,
+    PARAM_AREA_TILE,
+    PARAM_AREA_XBAR_CELL,
+    PARAM_E_ADC,
+    PARAM_E_CELL,
+    PARAM_E_DAC,
+    PARAM_E_SHIFT_ADD,
+    PARAM_E_WORD,
+    PARAM_IMAS_PER_TILE,
+    PARAM_INPUT_BITS,
+    PARAM_LEAK_IMA_MW,
+    PARAM_LEAK_TILE_MW,
+    PARAM_READ_NS,
+    PARAM_READS_PER_INPUT,
+    PARAM_REF_CELLS,
+    PARAM_WORD_BITS,
+    PARAM_XBARS_PER_IMA,
+)
+
+MAX_FREE = 24  # free rectangles kept per crossbar (MaxRects); dropping the smallest only loses packing quality
+SOFT_PENALTY = 1 << 40  # score added to a crossbar that already holds a box of the same layer (soft conflict)
+
+# indices of the totals array returned by compile_kernel
+(
+    T_FEASIBLE, T_MIN_CROSSBARS, T_CROSSBARS_USED, T_USED_CELLS, T_CAPACITY_CELLS, T_LATENCY_NS, T_PERIOD_NS,
+    T_E_ADC, T_E_DAC, T_E_CROSSBAR, T_E_BUFFER, T_E_SHIFT_ADD, T_E_LEAKAGE, T_AREA_MM2, T_MACS, T_IMAS,
+    T_TILES,
+) = range(17)
+N_TOTALS = 17
+
+# columns of the per-layer table returned by compile_kernel
+(
+    L_COPIES, L_CROSSBARS, L_BOXES, L_CELLS, L_STAGE_NS, L_START_NS, L_FINISH_NS, L_ENERGY_PJ, L_SEQ,
+    L_CLASS,
+) = range(10)
+N_LAYER_COLS = 10
+
+
+# ------------------------------------------------------------------------------------------------------
+# Partitioning
+# ------------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+@njit(cache=True)
+def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_split):
+    """Boxes of one copy of every layer.
+
+    A layer is a set of weight matrices, each partitioned into crossbar-sized boxes (row blocks x column
+    blocks). ``isaac`` mapping (``rnc_mapping=False``): one matrix per group of ``rows x cols_per_group *
+    slices`` cells. ``rnc`` mapping: depthwise layers (groups == in_channels > 1) as RNC maps them, one
+    matrix of ``K*K`` rows x ``C * slices`` columns evaluated one channel at a time, split into
+    ``max(dw_split, ceil(C / channels_per_crossbar))`` column chunks of consecutive channels; other layers as
+    in ``isaac``.
+
+    Returns per-box ``layer, group, h, w, active_w, row0, col0`` (row/column offset inside the matrix), the
+    CSR pointer of each layer's boxes and each layer's ``seq`` (sequential reads per output position).
+    """
+    n = rows.shape[0]
+    seq = np.ones(n, np.int64)
+    counts = np.zeros(n, np.int64)
+    for layer in range(n):
+        R, C = xr[layer], xc[layer]
+        g = groups[layer]
+        depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
+        if depthwise:
+            per_xbar = max(1, C // slices)
+            chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
+            base, extra = g // chunks, g % chunks
+            seq[layer] = base + (1 if extra > 0 else 0)
+            rb = _ceil_div(rows[layer], R)
+            total = 0
+            for k in range(chunks):
+                ch = base + (1 if k < extra else 0)
+                total += rb * _ceil_div(ch * slices, C)
+            counts[layer] = total
+        else:
+            counts[layer] = g * _ceil_div(rows[layer], R) * _ceil_div(cols_per_group[layer] * slices, C)
+    ptr = np.zeros(n + 1, np.int64)
+    for layer in range(n):
+        ptr[layer + 1] = ptr[layer] + counts[layer]
+    nb = ptr[n]
+    b_layer = np.empty(nb, np.int64)
+    b_group = np.empty(nb, np.int64)
+    b_h = np.empty(nb, np.int64)
+    b_w = np.empty(nb, np.int64)
+    b_act = np.empty(nb, np.int64)
+    b_row0 = np.empty(nb, np.int64)
+    b_col0 = np.empty(nb, np.int64)
+    b_seq = np.ones(nb, np.int64)
+    for layer in range(n):
+        R, C = xr[layer], xc[layer]
+        g = groups[layer]
+        depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
+        k = ptr[layer]
+        if depthwise:
+            per_xbar = max(1, C // slices)
+            chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
+            base, extra = g // chunks, g % chunks
+            mats, H = chunks, rows[layer]
+        else:
+            base, extra = 0, 0
+            mats, H = g, rows[layer]
+        for m in range(mats):
+            ch = base + (1 if m < extra else 0)
+            W = ch * slices if depthwise else cols_per_group[layer] * slices
+            for i in range(_ceil_div(H, R)):
+                h = min(R, H - i * R)
+                for j in range(_ceil_div(W, C)):
+                    w = min(C, W - j * C)
+                    b_layer[k] = layer
+                    b_group[k] = m
+                    b_h[k] = h
+                    b_w[k] = w
+                    b_act[k] = min(w, slices) if depthwise else w
+                    b_row0[k] = i * R
+                    b_col0[k] = j * C
+                    b_seq[k] = ch if depthwise else 1
+                    k += 1
+    return b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, ptr, seq
+
+
+@njit(cache=True)
+def _cycle_ns(active_w, params):
+    adc_ns = _ceil_div(active_w, np.int64(params[PARAM_ADCS])) / params[PARAM_ADC_GSPS]
+    return max(params[PARAM_READ_NS], adc_ns)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Packing state (MaxRects over crossbars)
+# ------------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _new_state(max_bins, n_layers):
+    free = np.zeros((max_bins, MAX_FREE, 4), np.int64)  # x (col), y (row), w (cols), h (rows)
+    nfree = np.zeros(max_bins, np.int64)
+    maxw = np.zeros(max_bins, np.int64)
+    maxh = np.zeros(max_bins, np.int64)
+    bcls = np.full(max_bins, -1, np.int64)
+    has = np.zeros((max_bins, n_layers), np.int32)
+    return free, nfree, maxw, maxh, bcls, has
+
+
+@njit(cache=True)
+def _refresh_max(free, nfree, maxw, maxh, b):
+    mw = 0
+    mh = 0
+    for i in range(nfree[b]):
+        if free[b, i, 2] > mw:
+            mw = free[b, i, 2]
+        if free[b, i, 3] > mh:
+            mh = free[b, i, 3]
+    maxw[b] = mw
+    maxh[b] = mh
+
+
+@njit(cache=True)
+def _contains(scratch, i, j):
+    """Is rectangle ``i`` of ``scratch`` inside rectangle ``j``?"""
+    return (scratch[i, 0] >= scratch[j, 0] and scratch[i, 1] >= scratch[j, 1]
+            and scratch[i, 0] + scratch[i, 2] <= scratch[j, 0] + scratch[j, 2]
+            and scratch[i, 1] + scratch[i, 3] <= scratch[j, 1] + scratch[j, 3])
+
+
+@njit(cache=True)
+def _place(free, nfree, maxw, maxh, b, px, py, pw, ph, scratch):
+    """Split every free rectangle of crossbar ``b`` that the placed box overlaps; prune contained ones.
+
+    Untouched rectangles go first in ``scratch`` (they never contain one another), split pieces after them,
+    so only pairs involving a new piece need the containment test.
+    """
+    n_old = 0
+    for i in range(nfree[b]):
+        rx, ry, rw, rh = free[b, i, 0], free[b, i, 1], free[b, i, 2], free[b, i, 3]
+        if px >= rx + rw or px + pw <= rx or py >= ry + rh or py + ph <= ry:
+            scratch[n_old, 0], scratch[n_old, 1], scratch[n_old, 2], scratch[n_old, 3] = rx, ry, rw, rh
+            n_old += 1
+    cnt = n_old
+    for i in range(nfree[b]):
+        rx, ry, rw, rh = free[b, i, 0], free[b, i, 1], free[b, i, 2], free[b, i, 3]
+        if px >= rx + rw or px + pw <= rx or py >= ry + rh or py + ph <= ry:
+            continue
+        if px > rx:
+            scratch[cnt, 0], scratch[cnt, 1], scratch[cnt, 2], scratch[cnt, 3] = rx, ry, px - rx, rh
+            cnt += 1
+        if px + pw < rx + rw:
+            scratch[cnt, 0], scratch[cnt, 1], scratch[cnt, 2], scratch[cnt, 3] = px + pw, ry, rx + rw - px - pw, rh
+            cnt += 1
+        if py > ry:
+            scratch[cnt, 0], scratch[cnt, 1], scratch[cnt, 2], scratch[cnt, 3] = rx, ry, rw, py - ry
+            cnt += 1
+        if py + ph < ry + rh:
+            scratch[cnt, 0], scratch[cnt, 1], scratch[cnt, 2], scratch[cnt, 3] = rx, py + ph, rw, ry + rh - py - ph
+            cnt += 1
+    keep = np.ones(cnt, np.bool_)
+    for i in range(n_old, cnt):  # a new piece inside any other rectangle goes (first of identical ones stays)
+        for j in range(cnt):
+            if i != j and keep[j] and _contains(scratch, i, j):
+                keep[i] = False
+                break
+    for i in range(n_old):  # an old rectangle inside a surviving new piece goes
+        for j in range(n_old, cnt):
+            if keep[j] and _contains(scratch, i, j):
+                keep[i] = False
+                break
+    kept = 0
+    for i in range(cnt):
+        if keep[i]:
+            kept += 1
+    if kept > MAX_FREE:  # keep the largest rectangles
+        areas = np.empty(cnt, np.int64)
+        for i in range(cnt):
+            areas[i] = -scratch[i, 2] * scratch[i, 3] if keep[i] else 0
+        order = np.argsort(areas, kind="mergesort")
+        for i in range(MAX_FREE, cnt):
+            keep[order[i]] = False
+    k = 0
+    mw = 0
+    mh = 0
+    for i in range(cnt):
+        if keep[i]:
+            free[b, k, 0], free[b, k, 1], free[b, k, 2], free[b, k, 3] = (
+                scratch[i, 0], scratch[i, 1], scratch[i, 2], scratch[i, 3])
+            mw = max(mw, scratch[i, 2])
+            mh = max(mh, scratch[i, 3])
+            k += 1
+    nfree[b] = k
+    maxw[b] = mw
+    maxh[b] = mh
+
+
+@njit(cache=True)
+def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard):
+    """Best-short-side-fit position among open crossbars of class ``cls``: (bin, x, y) or bin -1."""
+    best_b = -1
+    best_x = 0
+    best_y = 0
+    best_score = np.int64(1) << 62
+    for b in range(nopen):
+        if bcls[b] != cls or maxw[b] < w or maxh[b] < h:
+            continue
+        penalty = 0
+        if has[b, layer] > 0:
+            if hard:
+                continue
+            penalty = SOFT_PENALTY
+        for i in range(nfree[b]):
+            fw, fh = free[b, i, 2], free[b, i, 3]
+            if fw >= w and fh >= h:
+                lw, lh = fw - w, fh - h
+                short = min(lw, lh)
+                long = max(lw, lh)
+                score = penalty + short * 100000 + long
+                if score < best_score:
+                    best_score = score
+                    best_b = b
+                    best_x = free[b, i, 0]
+                    best_y = free[b, i, 1]
+    return best_b, best_x, best_y
+
+
+@njit(cache=True)
+def _open(free, nfree, maxw, maxh, bcls, b, cls, cls_r, cls_c):
+    bcls[b] = cls
+    free[b, 0, 0], free[b, 0, 1], free[b, 0, 2], free[b, 0, 3] = 0, 0, cls_c[cls], cls_r[cls]
+    nfree[b] = 1
+    maxw[b] = cls_c[cls]
+    maxh[b] = cls_r[cls]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Whole-network packing
+# ------------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
+               pl_box, pl_bin, pl_x, pl_y):
+    """Place copy 0 of every box in ``order``; full-size boxes (or all boxes when not ``share``) alone."""
+    free, nfree, maxw, maxh, bcls, has = state
+    nopen = 0
+    for t in range(order.shape[0]):
+        k = order[t]
+        layer, h, w, c = b_layer[k], b_h[k], b_w[k], b_cls[k]
+        full = h == cls_r[c] and w == cls_c[c]
+        b = -1
+        x = 0
+        y = 0
+        if share and not full:
+            b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, False)
+        if b < 0:
+            b = nopen
+            nopen += 1
+            _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
+            x = 0
+            y = 0
+        _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
+        if not share:
+            nfree[b] = 0
+            maxw[b] = 0
+            maxh[b] = 0
+        has[b, layer] += 1
+        pl_box[t] = k
+        pl_bin[t] = b
+        pl_x[t] = x
+        pl_y[t] = y
+    return nopen
+
+
+@njit(cache=True)
+def _reset(state, nopen):
+    _free, nfree, maxw, maxh, bcls, has = state
+    for b in range(nopen):
+        nfree[b] = 0
+        maxw[b] = 0
+        maxh[b] = 0
+        bcls[b] = -1
+        has[b, :] = 0
+
+
+@njit(cache=True)
+def _grow(a, n):
+    out = np.empty(max(n, 2 * a.shape[0]), a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# The compiler
+# ------------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kernel_area, positions,
+                   pred_ptr, pred_idx, xr, xc, layer_cls, cls_r, cls_c, slices, params,
+                   rnc_mapping, share, duplicate, budget, dw_split, restarts, seed):
+    """Compile one workload onto crossbars and evaluate its PPA.
+
+    Returns ``totals`` (``T_*`` indices), the per-layer table (``L_*`` columns), the placements
+    (``box, copy, crossbar, row, col``) and the box table (``layer, group, h, w, active_w, row0, col0``).
+    """
+    n = rows.shape[0]
+    ncls = cls_r.shape[0]
+    b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, ptr, seq = partition_boxes(
+        rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_split)
+    nb = b_layer.shape[0]
+    b_cls = np.empty(nb, np.int64)
+    for k in range(nb):
+        b_cls[k] = layer_cls[b_layer[k]]
+
+    # ---- base packing: no duplication, independent of the budget --------------------------------------
+    max_bins = max(nb, budget) + 1
+    state = _new_state(max_bins, n)
+    free, nfree, maxw, maxh, bcls, has = state
+    scratch = np.empty((4 * MAX_FREE + 4, 4), np.int64)
+    cap_p = max(16, nb * 2)
+    pl_box = np.empty(cap_p, np.int64)
+    pl_bin = np.empty(cap_p, np.int64)
+    pl_x = np.empty(cap_p, np.int64)
+    pl_y = np.empty(cap_p, np.int64)
+    pl_copy = np.zeros(cap_p, np.int64)
+
+    # lower bound: full boxes alone + the cells of the rest over each class's capacity
+    cells_cls = np.zeros(ncls, np.int64)
+    full_count = 0
+    for k in range(nb):
+        c = b_cls[k]
+        if b_h[k] == cls_r[c] and b_w[k] == cls_c[c]:
+            full_count += 1
+        else:
+            cells_cls[c] += b_h[k] * b_w[k]
+    lower = full_count
+    for c in range(ncls):
+        lower += _ceil_div(cells_cls[c], cls_r[c] * cls_c[c])
+
+    n_orders = 1
+    if share:
+        n_orders = 4 + max(0, restarts)
+    np.random.seed(seed)
+    best_bins = np.int64(1) << 62
+    best_order = np.arange(nb)
+    key = np.empty(nb, np.float64)
+    for trial in range(n_orders):
+        for k in range(nb):
+            h, w = b_h[k], b_w[k]
+            if not share:
+                key[k] = k
+            elif trial == 0:
+                key[k] = -(h * 65536.0 + w)
+            elif trial == 1:
+                key[k] = -(w * 65536.0 + h)
+            elif trial == 2:
+                key[k] = -(h * w * 65536.0 + h)
+            elif trial == 3:
+                key[k] = -(max(h, w) * 65536.0 + min(h, w))
+            else:
+                key[k] = -(h * w) * (0.5 + np.random.random())
+        # full boxes first, in layer order (they are alone anyway)
+        for k in range(nb):
+            c = b_cls[k]
+            if share and b_h[k] == cls_r[c] and b_w[k] == cls_c[c]:
+                key[k] = -1e18 + k
+        order = np.argsort(key, kind="mergesort")
+        nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
+                           pl_box, pl_bin, pl_x, pl_y)
+        _reset(state, nbins)
+        if nbins < best_bins:
+            best_bins = nbins
+            best_order = order.copy()
+        if best_bins <= lower:
+            break
+    nopen = _pack_base(best_order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
+                       pl_box, pl_bin, pl_x, pl_y)
+    npl = nb
+    min_crossbars = nopen
+    feasible = budget == 0 or min_crossbars <= budget
+
+    # ---- duplication of bottleneck layers within the budget --------------------------------------------
+    copies = np.ones(n, np.int64)
+    unit_ns = np.zeros(n, np.float64)  # time per output position of one copy
+    for k in range(nb):
+        layer = b_layer[k]
+        t = b_seq[k] * params[PARAM_READS_PER_INPUT] * _cycle_ns(b_act[k], params)
+        if t > unit_ns[layer]:
+            unit_ns[layer] = t
+    if duplicate and feasible and budget > 0:
+        saturated = np.zeros(n, np.bool_)
+        for layer in range(n):
+            if positions[layer] <= 1:
+                saturated[layer] = True
+        j_bin = np.empty(nb + 1, np.int64)
+        j_free = np.empty((nb + 1, MAX_FREE, 4), np.int64)
+        j_nfree = np.empty(nb + 1, np.int64)
+        saved = np.full(max_bins, -1, np.int64)
+        txn = 0
+        while True:
+            top = -1
+            top_t = -1.0
+            second = 0.0
+            for layer in range(n):
+                if saturated[layer]:
+                    continue
+                t = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                if t > top_t:
+                    second = max(second, top_t)
+                    top_t = t
+                    top = layer
+                elif t > second:
+                    second = t
+            if top < 0:
+                break
+            layer = top
+            while True:  # add copies of the bottleneck until it is no longer above the runner-up
+                if copies[layer] >= positions[layer]:
+                    saturated[layer] = True
+                    break
+                txn += 1
+                nj = 0
+                nopen0 = nopen
+                ok = True
+                for k in range(ptr[layer], ptr[layer + 1]):
+                    h, w, c = b_h[k], b_w[k], b_cls[k]
+                    full = h == cls_r[c] and w == cls_c[c]
+                    b = -1
+                    x = 0
+                    y = 0
+                    if share and not full:
+                        b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, True)
+                    if b < 0:
+                        if nopen >= budget:
+                            ok = False
+                            break
+                        b = nopen
+                        nopen += 1
+                        _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
+                        x = 0
+                        y = 0
+                    if saved[b] != txn:
+                        saved[b] = txn
+                        j_bin[nj] = b
+                        j_nfree[nj] = nfree[b]
+                        j_free[nj, :, :] = free[b, :, :]
+                        nj += 1
+                    _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
+                    if not share:
+                        nfree[b] = 0
+                        maxw[b] = 0
+                        maxh[b] = 0
+                    has[b, layer] += 1
+                    if npl >= pl_box.shape[0]:
+                        pl_box = _grow(pl_box, npl + 1)
+                        pl_bin = _grow(pl_bin, npl + 1)
+                        pl_x = _grow(pl_x, npl + 1)
+                        pl_y = _grow(pl_y, npl + 1)
+                        pl_copy = _grow(pl_copy, npl + 1)
+                    pl_box[npl] = k
+                    pl_bin[npl] = b
+                    pl_x[npl] = x
+                    pl_y[npl] = y
+                    pl_copy[npl] = copies[layer]
+                    npl += 1
+                if not ok:  # roll the partial copy back
+                    for q in range(nj - 1, -1, -1):
+                        b = j_bin[q]
+                        free[b, :, :] = j_free[q, :, :]
+                        nfree[b] = j_nfree[q]
+                        _refresh_max(free, nfree, maxw, maxh, b)
+                        has[b, layer] = 0
+                    for b in range(nopen0, nopen):
+                        bcls[b] = -1
+                        nfree[b] = 0
+                        maxw[b] = 0
+                        maxh[b] = 0
+                    while npl > 0 and pl_box[npl - 1] >= ptr[layer] and pl_box[npl - 1] < ptr[layer + 1] \
+                            and pl_copy[npl - 1] == copies[layer]:
+                        npl -= 1
+                    nopen = nopen0
+                    saturated[layer] = True
+                    break
+                copies[layer] += 1
+                if _ceil_div(positions[layer], copies[layer]) * unit_ns[layer] <= second:
+                    break
+
+    # ---- PPA ------------------------------------------------------------------------------------------
+    nbins = nopen
+    busy = np.zeros(nbins, np.float64)
+    layer_tab = np.zeros((n, N_LAYER_COLS), np.float64)
+    # per-placement time on its crossbar and energy
+    e_adc = 0.0
+    e_dac = 0.0
+    e_xbar = 0.0
+    e_sa = 0.0
+    rpi = params[PARAM_READS_PER_INPUT]
+    used_cells = 0
+    per_layer_bin_t = np.zeros(nbins, np.float64)
+    stamp = np.full(nbins, -1, np.int64)
+    # counting sort of placements by layer
+    cnt = np.zeros(n + 1, np.int64)
+    for p in range(npl):
+        cnt[b_layer[pl_box[p]] + 1] += 1
+    for layer in range(n):
+        cnt[layer + 1] += cnt[layer]
+    by_layer = np.empty(npl, np.int64)
+    fill = cnt[:n].copy()
+    for p in range(npl):
+        layer = b_layer[pl_box[p]]
+        by_layer[fill[layer]] = p
+        fill[layer] += 1
+    for layer in range(n):
+        d = copies[layer]
+        pos = positions[layer]
+        stage = 0.0
+        nx = 0
+        cells = 0
+        e_layer = 0.0
+        for q in range(cnt[layer], cnt[layer + 1]):
+            p = by_layer[q]
+            k = pl_box[p]
+            c = pl_copy[p]
+            pos_c = pos // d + (1 if c < pos % d else 0)
+            reads = pos_c * b_seq[k] * rpi
+            t = reads * _cycle_ns(b_act[k], params)
+            b = pl_bin[p]
+            busy[b] += t
+            if stamp[b] != layer:
+                stamp[b] = layer
+                per_layer_bin_t[b] = 0.0
+                nx += 1
+            per_layer_bin_t[b] += t
+            if per_layer_bin_t[b] > stage:
+                stage = per_layer_bin_t[b]
+            h, act = b_h[k], b_act[k]
+            cells += h * b_w[k]
+            ex = reads * h * act * params[PARAM_E_CELL]
+            ed = reads * h * params[PARAM_E_DAC]
+            ea = reads * act * params[PARAM_E_ADC]
+            es = reads * act * params[PARAM_E_SHIFT_ADD]
+            e_xbar += ex
+            e_dac += ed
+            e_adc += ea
+            e_sa += es
+            e_layer += ex + ed + ea + es
+        used_cells += cells
+        layer_tab[layer, L_COPIES] = d
+        layer_tab[layer, L_CROSSBARS] = nx
+        layer_tab[layer, L_BOXES] = cnt[layer + 1] - cnt[layer]
+        layer_tab[layer, L_CELLS] = cells
+        layer_tab[layer, L_STAGE_NS] = stage
+        layer_tab[layer, L_SEQ] = seq[layer]
+        layer_tab[layer, L_CLASS] = layer_cls[layer]
+        words = _ceil_div(pos * (in_channels[layer] * kernel_area[layer] + out_channels[layer])
+                          * np.int64(params[PARAM_INPUT_BITS]), np.int64(params[PARAM_WORD_BITS]))
+        layer_tab[layer, L_ENERGY_PJ] = e_layer + words * params[PARAM_E_WORD]
+    e_buf = 0.0
+    macs = 0.0
+    for layer in range(n):
+        pos = positions[layer]
+        words = _ceil_div(pos * (in_channels[layer] * kernel_area[layer] + out_channels[layer])
+                          * np.int64(params[PARAM_INPUT_BITS]), np.int64(params[PARAM_WORD_BITS]))
+        e_buf += words * params[PARAM_E_WORD]
+        macs += float(pos) * out_channels[layer] * rows[layer]
+    # single-image schedule: a layer starts when its inputs are ready and its crossbars are free
+    free_at = np.zeros(nbins, np.float64)
+    latency = 0.0
+    for layer in range(n):
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            f = layer_tab[pred_idx[q], L_FINISH_NS]
+            if f > start:
+                start = f
+        for q in range(cnt[layer], cnt[layer + 1]):
+            b = pl_bin[by_layer[q]]
+            if free_at[b] > start:
+                start = free_at[b]
+        finish = start + layer_tab[layer, L_STAGE_NS]
+        for q in range(cnt[layer], cnt[layer + 1]):
+            free_at[pl_bin[by_layer[q]]] = finish
+        layer_tab[layer, L_START_NS] = start
+        layer_tab[layer, L_FINISH_NS] = finish
+        if finish > latency:
+            latency = finish
+    period = 0.0
+    for b in range(nbins):
+        if busy[b] > period:
+            period = busy[b]
+    capacity = 0
+    area_cells_extra = 0.0
+    for b in range(nbins):
+        c = bcls[b]
+        cells_b = cls_r[c] * cls_c[c]
+        capacity += cells_b
+        area_cells_extra += cells_b - params[PARAM_REF_CELLS]
+    imas = _ceil_div(nbins, np.int64(params[PARAM_XBARS_PER_IMA]))
+    tiles = _ceil_div(imas, np.int64(params[PARAM_IMAS_PER_TILE]))
+    area = imas * params[PARAM_AREA_IMA] + tiles * params[PARAM_AREA_TILE] \
+        + area_cells_extra * params[PARAM_AREA_XBAR_CELL]
+    leak_mw = imas * params[PARAM_LEAK_IMA_MW] + tiles * params[PARAM_LEAK_TILE_MW]
+    totals = np.zeros(N_TOTALS, np.float64)
+    totals[T_FEASIBLE] = 1.0 if feasible else 0.0
+    totals[T_MIN_CROSSBARS] = min_crossbars
+    totals[T_CROSSBARS_USED] = nbins
+    totals[T_USED_CELLS] = used_cells
+    totals[T_CAPACITY_CELLS] = capacity
+    totals[T_LATENCY_NS] = latency
+    totals[T_PERIOD_NS] = period
+    totals[T_E_ADC] = e_adc
+    totals[T_E_DAC] = e_dac
+    totals[T_E_CROSSBAR] = e_xbar
+    totals[T_E_BUFFER] = e_buf
+    totals[T_E_SHIFT_ADD] = e_sa
+    totals[T_E_LEAKAGE] = leak_mw * latency
+    totals[T_AREA_MM2] = area
+    totals[T_MACS] = macs
+    totals[T_IMAS] = imas
+    totals[T_TILES] = tiles
+    placements = np.empty((npl, 5), np.int64)
+    for p in range(npl):
+        placements[p, 0] = pl_box[p]
+        placements[p, 1] = pl_copy[p]
+        placements[p, 2] = pl_bin[p]
+        placements[p, 3] = pl_y[p]
+        placements[p, 4] = pl_x[p]
+    boxes = np.empty((nb, 7), np.int64)
+    for k in range(nb):
+        boxes[k, 0] = b_layer[k]
+        boxes[k, 1] = b_group[k]
+        boxes[k, 2] = b_h[k]
+        boxes[k, 3] = b_w[k]
+        boxes[k, 4] = b_act[k]
+        boxes[k, 5] = b_row0[k]
+        boxes[k, 6] = b_col0[k]
+    crossbar_cls = bcls[:nbins].copy()
+    return totals, layer_tab, placements, boxes, crossbar_cls
