@@ -203,9 +203,8 @@ class ImcBlocksSpace(SearchSpace):
         block_types: Sequence[str] = BLOCK_TYPES,
         depths: Sequence[int] = IMC_DEPTHS,
         widths: Sequence[int] = IMC_WIDTHS,
-        hardware_genes: Any = None,
     ) -> None:
-        super().__init__(input_shape=input_shape, num_classes=num_classes, hardware_genes=hardware_genes)
+        super().__init__(input_shape=input_shape, num_classes=num_classes)
         self.max_stages = int(max_stages)
         if self.max_stages < 1:
             raise GenomeError(f"space 'imc-blocks': max_stages must be at least 1, got {max_stages}")
@@ -233,6 +232,10 @@ class ImcBlocksSpace(SearchSpace):
                 Gene(f"s{i}_width", self.widths),
             ]
         self.genes = tuple(genes)
+        self._space_options: dict[str, Any] = {
+            "input_shape": list(self.input_shape), "num_classes": self.num_classes, "max_stages": self.max_stages,
+            "block_types": list(self.block_types), "depths": list(self.depths), "widths": list(self.widths),
+        }
 
     # -- genome bookkeeping -------------------------------------------------------------------------------
     @property
@@ -334,8 +337,17 @@ class ImcBlocksSpace(SearchSpace):
         )
         return Workload(ImcNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Constructor keywords that rebuild this space (JSON-ready; checkpoints store them)."""
+        out = dict(self._space_options)
+        if self.hardware_genes:
+            out["hardware_genes"] = {g.name: list(g.choices) for g in self.hardware_genes}
+        return out
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
+        out["options"] = self.options
         out["genomes"] = self.genome_count
         out["note"] = (
             "cardinality counts distinct networks: the genes of stages beyond num_stages do not change the network"

@@ -85,9 +85,8 @@ class NaxSpace(SearchSpace):
         crossbar_sizes: Sequence[int] = NAX_CROSSBAR_SIZES,
         widths: Sequence[int] = RESNET20_WIDTHS,
         blocks_per_stage: int = 3,
-        hardware_genes: Any = None,
     ) -> None:
-        super().__init__(input_shape=input_shape, num_classes=num_classes, hardware_genes=hardware_genes)
+        super().__init__(input_shape=input_shape, num_classes=num_classes)
         self.kernel_sizes = _sorted_unique("kernel_sizes", kernel_sizes)
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise GenomeError(f"space 'nax': kernel_sizes {list(self.kernel_sizes)} must be odd (padding k // 2)")
@@ -104,6 +103,11 @@ class NaxSpace(SearchSpace):
             genes.append(Gene(f"{slot.name}.kernel", self.kernel_sizes))
             genes.append(Gene(f"{slot.name}.crossbar", self.crossbar_sizes, hardware=True))
         self.genes = tuple(genes)
+        self._space_options: dict[str, Any] = {
+            "input_shape": list(self.input_shape), "num_classes": self.num_classes,
+            "kernel_sizes": list(self.kernel_sizes), "crossbar_sizes": list(self.crossbar_sizes),
+            "widths": list(self.widths), "blocks_per_stage": self.blocks_per_stage,
+        }
 
     # -- genome -> architecture ----------------------------------------------------------------------
     def kernels(self, genome: Sequence[int] | np.ndarray) -> tuple[int, ...]:
@@ -168,8 +172,17 @@ class NaxSpace(SearchSpace):
         )
         return Workload(NaxResNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Constructor keywords that rebuild this space (JSON-ready; checkpoints store them)."""
+        out = dict(self._space_options)
+        if self.hardware_genes:
+            out["hardware_genes"] = {g.name: list(g.choices) for g in self.hardware_genes}
+        return out
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
+        out["options"] = self.options
         out["network"] = f"CIFAR ResNet-{6 * self.blocks_per_stage + 2}, widths {list(self.widths)}"
         out["networks"] = len(self.kernel_sizes) ** len(self.slots)
         return out

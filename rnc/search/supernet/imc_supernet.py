@@ -5,7 +5,9 @@ choice block of Guo et al., ECCV 2020), each built at the largest depth and widt
 (:mod:`rnc.search.supernet.elastic`). A subnet runs, in each of its ``num_stages`` first stages, the chosen
 candidate's first ``depth`` layers (units for ``res``) on the first ``width`` channels (once-for-all's elastic
 depth and width, Cai et al., ICLR 2020); later stages are skipped and the classifier reads the first
-``width`` features of the last active stage.
+``width`` features of the last active stage through the classifier kept for that number of stages (one
+linear head per stage count: the features that reach the head differ too much between stage counts to share
+one; the standalone network has one ``classifier``).
 
 Channels are taken in their stored order (no importance sorting): a stage's width is shared by the output of
 every depth of all three candidates and by the three candidates of the next stage, so there is no permutation
@@ -81,7 +83,9 @@ class ImcSupernet(nn.Module):
             ImcSupernetStage(space.block_types, space.input_shape[0] if i == 0 else max_width, max_width, max_depth)
             for i in range(space.max_stages)
         )
-        self.classifier = ElasticLinear(max_width, space.num_classes)
+        # one classifier per number of stages: what reaches the head differs too much between stage counts
+        # for one shared head (a 1-stage subnet's features are not a 5-stage subnet's)
+        self.classifiers = nn.ModuleList(ElasticLinear(max_width, space.num_classes) for _ in range(space.max_stages))
         self.active_stages = space.max_stages
         self._active_genome = space.largest()
         self.set_active(self._active_genome)
@@ -94,13 +98,13 @@ class ImcSupernet(nn.Module):
             stage.configure(choice.block, choice.depth, in_channels, choice.width)
             in_channels = choice.width
         self.active_stages = len(stages)
-        self.classifier.active_in = in_channels
+        self.classifiers[len(stages) - 1].active_in = in_channels
         self._active_genome = self.space.validate(genome).copy()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages[: self.active_stages]:
             x = stage(x)
-        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return self.classifiers[self.active_stages - 1](F.adaptive_avg_pool2d(x, 1).flatten(1))
 
     @torch.no_grad()
     def extract(self, genome: Sequence[int] | np.ndarray) -> ImcNet:
@@ -113,7 +117,8 @@ class ImcSupernet(nn.Module):
             for i in range(self.active_stages):
                 stage = self.stages[i]
                 load_active_weights(stage.candidates[stage.active_block], target.stages[i])
-            target.classifier.load_state_dict(self.classifier.export().state_dict(), strict=True)
+            head = self.classifiers[self.active_stages - 1].export()
+            target.classifier.load_state_dict(head.state_dict(), strict=True)
         finally:
             self.set_active(previous)
         return target.train(self.training)
