@@ -1,0 +1,189 @@
+"""Supernet checkpoints: a directory with the weights and a ``manifest.json``, and a cache keyed by a hash.
+
+Layout of a checkpoint directory::
+
+    supernet.pt      the supernet's state_dict (torch.save)
+    manifest.json    {"format": 1, "space": name, "space_options": {...}, "dataset": {...}, "epochs": N,
+                      "seed": S, "training": {...}, "metrics": {...}, "package_version": "...",
+                      "torch_version": "...", "key": "<sha256>", "created": ISO-8601}
+
+``space_options`` rebuild the space with ``get_space(space, **space_options)``; ``dataset`` is the
+:attr:`~rnc.search.datasets.DatasetSplits.config` of the training data (name, image size, seed, root).
+
+:func:`ensure_supernet` returns a cached checkpoint when one with the same key exists under ``cache_dir`` and
+trains one otherwise. The key hashes everything that determines the weights: space name and options,
+dataset name/image size/seed, epochs, seed, the training hyper-parameters and the package version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import rnc
+
+MANIFEST = "manifest.json"
+WEIGHTS = "supernet.pt"
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be used; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class SupernetSpec:
+    """Everything that determines a trained supernet (hashed into its cache key)."""
+
+    space: str
+    space_options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    image_size: int | None = None
+    data_root: str | None = None
+    epochs: int = 30
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 0.05
+
+    def key(self) -> str:
+        data = asdict(self)
+        data["data_root"] = None  # where the files live does not change the weights
+        data["package_version"] = rnc.__version__
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_checkpoint(out_dir: str | Path, supernet: torch.nn.Module, manifest: dict[str, Any]) -> Path:
+    """Write ``supernet.pt`` and ``manifest.json`` into ``out_dir`` (created; files replaced atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in supernet.state_dict().items()}
+    tmp_weights = out / (WEIGHTS + ".tmp")
+    torch.save(state, tmp_weights)
+    tmp_weights.replace(out / WEIGHTS)
+    full = {
+        "format": FORMAT,
+        "package_version": rnc.__version__,
+        "torch_version": torch.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **manifest,
+    }
+    tmp_manifest = out / (MANIFEST + ".tmp")
+    tmp_manifest.write_text(json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp_manifest.replace(out / MANIFEST)
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} into a manifest")
+
+
+def load_manifest(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """Read ``manifest.json``; clear errors for a missing directory, a missing file or a foreign format."""
+    path = Path(checkpoint_dir)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"checkpoint directory {path} does not exist; train one with `rnc-platform supernet train --out {path}`"
+        )
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{manifest_path} is missing: {path} is not a supernet checkpoint (or is incomplete)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{manifest_path}: not valid JSON ({exc})") from None
+    for key in ("space", "space_options", "dataset"):
+        if key not in manifest:
+            raise CheckpointError(f"{manifest_path}: missing key {key!r}")
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{manifest_path}: format {manifest.get('format')!r}, this version reads {FORMAT}")
+    if not (path / WEIGHTS).is_file():
+        raise CheckpointError(f"{path / WEIGHTS} is missing; the checkpoint is incomplete, train it again")
+    return manifest
+
+
+def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"):
+    """``(space, supernet, manifest)`` of a checkpoint; the supernet on ``device`` in eval mode."""
+    from rnc.search.spaces import get_space
+
+    manifest = load_manifest(checkpoint_dir)
+    space = get_space(manifest["space"], **manifest["space_options"])
+    supernet = space.build_supernet()
+    state = torch.load(Path(checkpoint_dir) / WEIGHTS, map_location="cpu", weights_only=True)
+    try:
+        supernet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{checkpoint_dir}: weights do not fit space {manifest['space']!r}: {exc}") from None
+    return space, supernet.to(device).eval(), manifest
+
+
+TrainFn = Callable[[SupernetSpec, Path], None]
+
+
+def ensure_supernet(
+    space_name: str,
+    space_options: dict[str, Any] | None,
+    dataset: str,
+    *,
+    epochs: int,
+    seed: int,
+    cache_dir: str | Path,
+    image_size: int | None = None,
+    data_root: str | Path | None = None,
+    batch_size: int = 64,
+    lr: float = 0.05,
+    progress: bool = True,
+    train_fn: TrainFn | None = None,
+) -> Path:
+    """The checkpoint directory of this supernet: reused from ``cache_dir`` when present, trained otherwise.
+
+    ``train_fn(spec, out_dir)`` trains into ``out_dir`` (default: :func:`rnc.search.supernet.training.train_from_spec`
+    in this process; the platform passes a Ray Train one). Training writes to a temporary sibling directory
+    that is renamed when complete, so an interrupted run never leaves a half checkpoint behind.
+    """
+    spec = SupernetSpec(
+        space=space_name, space_options=dict(space_options or {}), dataset=dataset,
+        image_size=None if image_size is None else int(image_size),
+        data_root=None if data_root is None else str(data_root), epochs=int(epochs), seed=int(seed),
+        batch_size=int(batch_size), lr=float(lr),
+    )
+    key = spec.key()
+    cache = Path(cache_dir).expanduser()
+    target = cache / f"{space_name}-{dataset}-{key[:16]}"
+    if (target / MANIFEST).is_file():
+        manifest = load_manifest(target)
+        if manifest.get("key") == key:
+            return target
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
+    try:
+        if train_fn is None:
+            from rnc.search.supernet.training import train_from_spec
+
+            train_from_spec(spec, work, progress=progress)
+        else:
+            train_fn(spec, work)
+        manifest = load_manifest(work)
+        if manifest.get("key") != key:
+            manifest["key"] = key
+            (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        work.rename(target)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return target
