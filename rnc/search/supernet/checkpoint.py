@@ -53,10 +53,12 @@ class SupernetSpec:
     seed: int = 0
     batch_size: int = 64
     lr: float = 0.05
+    download: bool = False
 
     def key(self) -> str:
         data = asdict(self)
-        data["data_root"] = None  # where the files live does not change the weights
+        data["data_root"] = None  # where the files live, and how they got there, do not change the weights
+        data["download"] = None
         data["package_version"] = rnc.__version__
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -146,6 +148,7 @@ def ensure_supernet(
     batch_size: int = 64,
     lr: float = 0.05,
     progress: bool = True,
+    download: bool = False,
     train_fn: TrainFn | None = None,
 ) -> Path:
     """The checkpoint directory of this supernet: reused from ``cache_dir`` when present, trained otherwise.
@@ -158,7 +161,7 @@ def ensure_supernet(
         space=space_name, space_options=dict(space_options or {}), dataset=dataset,
         image_size=None if image_size is None else int(image_size),
         data_root=None if data_root is None else str(data_root), epochs=int(epochs), seed=int(seed),
-        batch_size=int(batch_size), lr=float(lr),
+        batch_size=int(batch_size), lr=float(lr), download=bool(download),
     )
     key = spec.key()
     cache = Path(cache_dir).expanduser()

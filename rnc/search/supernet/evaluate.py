@@ -7,8 +7,8 @@ split (training images, no augmentation). Accuracy is top-1 on the ``test`` spli
 calibration never see.
 
 Hardware-aware accuracy runs the recalibrated subnet through
-``rnc.simulator.to_analog(subnet, space.hardware_for(genome, hw), seed=seed, calibration=images)``, where
-``images`` is the first calibration batch.
+``rnc.simulator.to_analog(subnet, space.hardware_for(genome, hw), seed=seed, calibration=batches)`` with the
+calibration batches (input and ADC ranges calibrated on training images, never on test images).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class SubnetEvaluator:
                     f"hardware-aware accuracy needs rnc.simulator.analog.to_analog, which cannot be imported: {exc}"
                 ) from None
             hardware = self.space.hardware_for(self._genome(genome), hw)
-            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches[0])
+            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches)
             hw_accuracy = top1_accuracy(analog, self.test_batches)
         return {"accuracy": accuracy, "hw_accuracy": hw_accuracy}
 

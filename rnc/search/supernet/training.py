@@ -141,7 +141,7 @@ def train_supernet(
     largest, smallest = space.largest(), space.smallest()
     history: list[dict[str, float]] = []
     images_seen = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -189,12 +189,15 @@ def train_supernet(
             if report is not None:
                 report(dict(metrics))
     train_seconds = time.perf_counter() - started
+    train_cpu_seconds = time.process_time() - cpu_started  # this process's CPU time: robust to a shared machine
 
     supernet.eval()
     calib = [x.to(device, memory_format=torch.channels_last) for x, _ in _materialize(splits.calib, 256, 512)]
     test = [(x.to(device, memory_format=torch.channels_last), y.to(device)) for x, y in _materialize(splits.test, 512)]
     final: dict[str, Any] = {
         "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
+        "torch_threads": torch.get_num_threads(),
         "train_images_per_second": images_seen * (1 + (random_subnets + 1) * (epochs - full_epochs) / epochs)
         / max(train_seconds, 1e-9),
         "final_train_loss": history[-1]["train_loss"],
@@ -241,7 +244,10 @@ def prepare_training(spec, *, data_root: str | Path | None = None):
         image_size = int(options["resolution"])
     if image_size is None and options.get("input_shape"):
         image_size = int(options["input_shape"][-1])
-    splits = load_dataset(spec.dataset, root=data_root or spec.data_root, image_size=image_size, seed=spec.seed)
+    splits = load_dataset(
+        spec.dataset, root=data_root or spec.data_root, image_size=image_size, seed=spec.seed,
+        download=getattr(spec, "download", False),
+    )
     options.pop("resolution", None)
     given_shape = options.get("input_shape")
     if given_shape is not None and tuple(given_shape) != tuple(splits.input_shape):

@@ -1,0 +1,129 @@
+"""``rnc-platform supernet train|eval``: train a weight-sharing supernet; measure any of its subnets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+GENOME_HELP = (
+    "largest, smallest, random (seeded by --seed), a JSON list of choice indices, or a JSON object of gene "
+    "values (see `rnc-platform spaces --json`)."
+)
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE, e.g. --option width_mult=0.5")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def _fail(err: Console, exc: BaseException) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    supernet_app = typer.Typer(
+        help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True, add_completion=False
+    )
+    app.add_typer(supernet_app, name="supernet")
+
+    @supernet_app.command("train")
+    def train_command(
+        space: str = typer.Option("mbv3", "--space", help="Search space (see `rnc-platform spaces`)."),
+        dataset: str = typer.Option("digits", "--dataset", help="digits, cifar10, cifar100 or imagefolder."),
+        epochs: int = typer.Option(..., "--epochs", min=1, help="Training epochs."),
+        out: Path = typer.Option(..., "--out", help="Checkpoint directory to write (weights + manifest.json)."),
+        image_size: int | None = typer.Option(None, "--image-size", min=8, help="Input resolution (digits: 32)."),
+        data_root: Path | None = typer.Option(None, "--data-root", help="Dataset folder (cifar*, imagefolder)."),
+        download: bool = typer.Option(False, "--download", help="Download cifar10/cifar100 when missing."),
+        seed: int = typer.Option(0, "--seed", help="Seed of weights, data order, augmentation, subnets."),
+        batch_size: int = typer.Option(64, "--batch-size", min=2, help="Batch size per worker."),
+        lr: float = typer.Option(0.05, "--lr", min=0.0, help="Peak learning rate (SGD, cosine decay)."),
+        options: list[str] = typer.Option([], "--option", help="Space option KEY=VALUE (repeatable)."),
+        workers: int = typer.Option(1, "--workers", min=1, help="Ray Train workers (1: a plain local process)."),
+        gpu: bool = typer.Option(False, "--gpu", help="Train on GPUs (one per worker, through Ray Train)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    ) -> None:
+        """Train SPACE's supernet on DATASET (sandwich rule, in-place distillation) into --out."""
+        from rnc.platform.training import train_supernet_job
+        from rnc.search.datasets import DatasetError
+        from rnc.search.spaces import SPACES
+        from rnc.search.supernet.checkpoint import CheckpointError, SupernetSpec, load_manifest
+
+        err = Console(stderr=True)
+        if space not in SPACES:
+            raise _fail(err, ValueError(f"unknown search space {space!r}; valid names: {', '.join(sorted(SPACES))}"))
+        try:
+            spec = SupernetSpec(
+                space=space, space_options=_parse_options(options), dataset=dataset, image_size=image_size,
+                data_root=None if data_root is None else str(data_root), epochs=epochs, seed=seed,
+                batch_size=batch_size, lr=lr, download=download,
+            )
+            train_supernet_job(spec, out, num_workers=workers, use_gpu=gpu, progress=not quiet)
+            manifest = load_manifest(out)
+        except (DatasetError, CheckpointError, ValueError, RuntimeError) as exc:
+            raise _fail(err, exc) from None
+        console = Console()
+        table = Table(title=f"supernet {space} on {dataset}: {out}", show_edge=False)
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in sorted(manifest["metrics"].items()):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        console.print(table)
+
+    @supernet_app.command("eval")
+    def eval_command(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (supernet train --out)."),
+        genome: str = typer.Option("largest", "--genome", help=GENOME_HELP),
+        hardware: str | None = typer.Option(
+            None, "--hardware", help="Also measure accuracy on crossbars: isaac, rnc or a hardware YAML file."
+        ),
+        set_values: list[str] = typer.Option([], "--set", help="Override a hardware field, KEY=VALUE (repeatable)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of --genome random and of the analog non-idealities."),
+        data_root: Path | None = typer.Option(None, "--data-root", help="Dataset folder, if it moved."),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        json_out: bool = typer.Option(False, "--json", help='Print {"accuracy": ..., "hw_accuracy": ...}.'),
+    ) -> None:
+        """Accuracy of one subnet: inherited weights, batch-norm recalibrated, top-1 on the held-out test split."""
+        import numpy as np
+
+        from rnc.search.datasets import DatasetError
+        from rnc.search.spaces import GenomeError
+        from rnc.search.supernet.checkpoint import CheckpointError
+        from rnc.search.supernet.evaluate import SubnetEvaluator, resolve_genome
+        from rnc.simulator import HardwareConfig, HardwareConfigError
+
+        err = Console(stderr=True)
+        try:
+            hw = None
+            if hardware is not None:
+                hw = HardwareConfig.resolve(hardware)
+                if set_values:
+                    hw = hw.set_values(list(set_values))
+            evaluator = SubnetEvaluator(checkpoint, device=device, data_root=data_root)
+            chosen = resolve_genome(evaluator.space, genome, np.random.default_rng(seed))
+            result = evaluator.evaluate(chosen, hw=hw, seed=seed)
+        except (CheckpointError, DatasetError, GenomeError, HardwareConfigError, ValueError, RuntimeError) as exc:
+            raise _fail(err, exc) from None
+        if json_out:
+            typer.echo(json.dumps({"accuracy": result["accuracy"], "hw_accuracy": result["hw_accuracy"]}))
+            return
+        console = Console()
+        console.print(f"[bold]{evaluator.space.name}[/] subnet {evaluator.space.key(chosen)}")
+        console.print(f"  genes: {json.dumps(evaluator.space.decode(chosen), default=str)}")
+        console.print(f"  accuracy     {result['accuracy']:.4f}  (top-1, {evaluator.test_size} test images)")
+        if result["hw_accuracy"] is not None:
+            console.print(f"  hw_accuracy  {result['hw_accuracy']:.4f}  ({hardware}, seed {seed})")
