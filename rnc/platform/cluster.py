@@ -24,7 +24,8 @@ Tracking rule (``tracking_uri``; the experiment's ``tracking_uri``, CLI ``--trac
 - ``sqlite:``, ``file:`` and scheme-less paths (MLflow's file store) are node-local and refused; use an MLflow
   tracking server (``http://mlflow:5000``) or a database every node reaches (``postgresql://...``).
 - A server or database URI whose host is a loopback name (``localhost``, ``127.0.0.1``, ``::1``) is refused
-  unless every alive node's address is itself loopback (all nodes on one host, as in a test cluster).
+  unless every alive node runs on the launching machine (each node's address is loopback or this machine's
+  node IP), as in a test cluster on one host.
 
 When is a cluster multi-node: when more than one node is alive, or when the connected cluster's head node
 offers no CPUs (``num-cpus: 0``, as in the KubeRay manifests), so that all work runs on worker nodes -- an
@@ -276,8 +277,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def tracking_uri_problem(tracking_uri: str, *, node_addresses: Sequence[str]) -> str | None:
-    """Why ``tracking_uri`` cannot serve a cluster whose nodes have ``node_addresses``; None when it can."""
+def tracking_uri_problem(
+    tracking_uri: str, *, node_addresses: Sequence[str], local_addresses: Sequence[str] = ()
+) -> str | None:
+    """Why ``tracking_uri`` cannot serve a cluster whose nodes have ``node_addresses``; None when it can.
+
+    A loopback host is accepted when every node runs on this machine: each node address is a loopback address
+    or one of ``local_addresses`` (this machine's node IP as Ray reports it).
+    """
     uri = (tracking_uri or "").strip()
     scheme = uri_scheme(uri)
     advice = (
@@ -293,7 +300,8 @@ def tracking_uri_problem(tracking_uri: str, *, node_addresses: Sequence[str]) ->
         kind = "a SQLite file" if scheme == "sqlite" else "a local file store"
         return f"tracking_uri {uri!r} is {kind} on one node's disk; other nodes cannot write to it. {advice}."
     host = urlparse(uri).hostname or ""
-    if host and is_loopback_host(host) and not all(is_loopback_host(a) for a in node_addresses):
+    local = set(local_addresses)
+    if host and is_loopback_host(host) and not all(is_loopback_host(a) or a in local for a in node_addresses):
         return (
             f"tracking_uri {uri!r} names the loopback host {host!r}, which is a different machine on each node "
             f"of this cluster (node addresses: {', '.join(sorted(set(node_addresses)))}). {advice}."
@@ -413,7 +421,11 @@ def check_multinode_settings(*, storage_path: str, tracking_uri: str, supernet_c
     nodes = _alive_nodes()
     if not cluster_is_multinode(nodes):
         return
-    problem = tracking_uri_problem(tracking_uri, node_addresses=[str(n.get("NodeManagerAddress", "")) for n in nodes])
+    problem = tracking_uri_problem(
+        tracking_uri,
+        node_addresses=[str(n.get("NodeManagerAddress", "")) for n in nodes],
+        local_addresses=[ray.util.get_node_ip_address()],
+    )
     if problem:
         raise MultiNodeSettingsError("tracking_uri", problem)
     _check_shared_location("storage_path", storage_path, nodes, allow_object_store=True)

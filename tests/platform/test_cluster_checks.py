@@ -185,6 +185,16 @@ def test_tracking_uri_accepted_on_remote_nodes(uri: str) -> None:
 
 def test_loopback_tracking_server_is_fine_when_all_nodes_are_on_one_host() -> None:
     assert tracking_uri_problem("http://127.0.0.1:5000", node_addresses=["127.0.0.1", "127.0.0.1"]) is None
+    same_host = ["192.0.2.2", "192.0.2.2"]
+    assert (
+        tracking_uri_problem("http://127.0.0.1:5000", node_addresses=same_host, local_addresses=["192.0.2.2"]) is None
+    )
+    assert (
+        tracking_uri_problem(
+            "http://127.0.0.1:5000", node_addresses=[*same_host, "192.0.2.3"], local_addresses=["192.0.2.2"]
+        )
+        is not None
+    )
     assert "SQLite" in (tracking_uri_problem("sqlite:///m.db", node_addresses=["127.0.0.1"]) or "")
 
 
