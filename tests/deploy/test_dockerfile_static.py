@@ -127,7 +127,9 @@ def test_dependencies_are_installed_before_any_source_is_copied(dockerfile) -> N
     for instruction in steps[:install_at]:
         if instruction.keyword in {"COPY", "ADD"}:
             sources, _ = copy_sources(instruction)
-            assert set(sources) <= {"pyproject.toml", "requirements.lock"}, f"only dependency files: {sources}"
+            assert set(sources) <= {"pyproject.toml", "requirements.lock", "deploy/requirements-cluster.txt"}, (
+                f"only dependency files: {sources}"
+            )
     source_copies = [n for n, i in enumerate(steps) if i.keyword in {"COPY", "ADD"} and n > install_at]
     assert source_copies, "the project is copied into the runtime stage after its dependencies"
     sources, from_stage = copy_sources(steps[source_copies[0]])
@@ -171,6 +173,23 @@ def test_cpu_variant_filter_keeps_the_lock_but_cuda_wheels(dockerfile, tmp_path)
     assert kept == set(image) - {f"{torch_pin}+cpu", f"{vision_pin}+cpu"}
 
 
+def test_cluster_requirements_are_pinned_and_installed_with_the_lock(dockerfile) -> None:
+    """Ray's cluster extras (dashboard for KubeRay, client for ray://) are pinned and not already in the lock."""
+    lines = (ROOT / "deploy" / "requirements-cluster.txt").read_text().splitlines()
+    pins = [line for line in lines if line and not line.startswith("#")]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][A-Za-z0-9.+-]*", p) for p in pins), pins
+    names = {p.split("==")[0].lower().replace("_", "-") for p in pins}
+    locked = {
+        line.split("==")[0].lower().replace("_", "-") for line in (ROOT / "requirements.lock").read_text().split()
+    }
+    assert not names & locked, f"already pinned by requirements.lock: {names & locked}"
+    assert {"grpcio", "aiohttp-cors", "prometheus-client", "opencensus"} <= names
+    _, stages = dockerfile
+    deps = {s.name: s for s in stages}["deps"]
+    install = next(i.args for i in deps.instructions if i.keyword == "RUN" and "requirements.lock" in i.args)
+    assert install.count("-r requirements-cluster.txt") == 2, "both variants install the cluster extras"
+
+
 def read_dockerignore() -> list[str]:
     lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
@@ -212,6 +231,9 @@ def test_dockerignore_excludes(path: str) -> None:
     assert docker_ignored(path, read_dockerignore()), path
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "requirements.lock", "README.md", "rnc/platform/cluster.py"])
+@pytest.mark.parametrize(
+    "path",
+    ["pyproject.toml", "requirements.lock", "README.md", "rnc/platform/cluster.py", "deploy/requirements-cluster.txt"],
+)
 def test_dockerignore_keeps_what_the_build_needs(path: str) -> None:
     assert not docker_ignored(path, read_dockerignore()), path

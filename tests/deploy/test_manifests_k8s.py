@@ -26,6 +26,7 @@ import yaml
 
 from rnc.platform.cluster import SHARED_STORAGE_ENV, is_declared_shared
 from rnc.platform.config import ExperimentConfig
+from rnc.platform.launch import _launch_record_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBERAY_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "kuberay"
@@ -277,8 +278,15 @@ def test_references_resolve(rendered) -> None:
 
 def test_rayjob_lifecycle(rendered) -> None:
     job = one(rendered, "RayJob", "rnc-launch")["spec"]
-    assert job["entrypoint"].split()[:3] == ["rnc-platform", "launch", "/etc/rnc/experiment.yaml"]
-    assert "--resume" in job["entrypoint"].split(), "a resubmitted or retried job resumes"
+    config = ExperimentConfig.model_validate(
+        yaml.safe_load(one(rendered, "ConfigMap", "rnc-experiment")["data"]["experiment.yaml"])
+    )
+    record = _launch_record_path(Path(config.storage_path), config.name)
+    entrypoint = job["entrypoint"]
+    assert f"if [ -f {record} ]; then RESUME=--resume; else RESUME=; fi;" in entrypoint, (
+        "a resubmitted or retried job resumes when the launch record exists, starts anew otherwise"
+    )
+    assert entrypoint.endswith("rnc-platform launch /etc/rnc/experiment.yaml --address auto $RESUME")
     assert job["shutdownAfterJobFinishes"] is True
     assert 0 < job["ttlSecondsAfterFinished"] <= 86400
     assert job["activeDeadlineSeconds"] > 0
