@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
+import numpy as np
 import torch
 
 
@@ -95,9 +97,11 @@ def input_planes(
     a new leading dimension. The negative phase is omitted when no input is negative (it would read zeros).
     """
     slices = math.ceil(magnitude_bits / dac_bits)
-    parts = [(x_q.clamp(min=0), 1.0)]
+    parts = [(x_q.clamp(min=0) if signed else x_q, 1.0)]
     if signed and bool((x_q < 0).any()):
         parts.append(((-x_q).clamp(min=0), -1.0))
+    if slices == 1 and len(parts) == 1:
+        return parts[0][0].unsqueeze(0), [1.0]
     planes, weights = [], []
     for part, sign in parts:
         if slices == 1:
@@ -128,3 +132,45 @@ def adc_step_for_range(adc_max: float, adc_bits: int) -> float:
     if adc_max <= 0:
         return 1.0
     return max(adc_max / (2**adc_bits - 1), 1.0)
+
+
+@numba.njit(cache=True, fastmath=False, nogil=True)
+def _adc_shift_add_kernel(
+    partial_sums: np.ndarray, digital_weights: np.ndarray, top: float, quantize: bool, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    planes, positions, groups, tiles, outs, columns = partial_sums.shape
+    for p in range(planes):
+        for r in range(positions):
+            for g in range(groups):
+                for o in range(outs):
+                    acc = 0.0
+                    for t in range(tiles):
+                        for s in range(columns):
+                            v = partial_sums[p, r, g, t, o, s]
+                            if quantize:
+                                v = min(max(np.rint(v), 0.0), top)
+                            acc += digital_weights[p, s] * v
+                    out[r, g, o] += acc
+
+
+def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, adc_bits: int, quantize: bool,
+                   out: torch.Tensor) -> None:
+    """ADC every partial sum, sum the tiles, shift-and-add the planes and columns, into ``out`` (in place).
+
+    ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps;
+    ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times the step);
+    ``out``: ``(positions, groups, outs_per_group)``, accumulated:
+    ``out[r, g, o] += sum_{p,t,s} digital_weights[p, s] * adc(partial_sums[p, r, g, t, o, s])``
+    with ``adc(v) = clip(round(v), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). One fused
+    pass on CPU (Numba); tensor operations elsewhere (GPU).
+    """
+    top = float(2**adc_bits - 1)
+    if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
+        _adc_shift_add_kernel(
+            partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(), top,
+            quantize, out.numpy(),
+        )
+        return
+    codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums
+    summed = codes.sum(dim=3)  # (planes, positions, groups, outs, columns)
+    out += torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))

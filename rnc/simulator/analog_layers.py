@@ -19,7 +19,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from rnc.simulator.analog_arith import (
     AnalogError,
-    adc_codes_,
+    adc_shift_add_,
     adc_step_for_range,
     input_planes,
     quantize_inputs,
@@ -299,64 +299,70 @@ class AnalogLayer(nn.Module):
             planes = planes.view(n_planes, n, self.groups, til.virtual_channels, h, w)
             planes = F.pad(planes, (0, 0, 0, 0, 0, pad)).view(n_planes, n, -1, h, w)
         combined = torch.tensor(plane_weights, device=x.device).view(-1, 1) * self.column_weights.view(1, -1)
-        digital = self._read_and_convert(planes, weight, combined * step)
+        digital = self._read_and_convert(planes, weight, combined * step)  # (N, Ho, Wo, Cout)
         # digital corrections: the encoding offset and the off-state current, exactly, from the input sums
         if self.input_sum_correction:
-            digital = digital - self.input_sum_correction * self._input_sums(x_q)
+            n, ho, wo, _ = digital.shape
+            sums = self._input_sums(x_q).permute(0, 2, 3, 1).reshape(n, ho, wo, self.groups, 1)
+            digital = digital.view(n, ho, wo, self.groups, -1).sub_(self.input_sum_correction * sums)
+            digital = digital.view(n, ho, wo, self.out_channels)
+        digital = digital.permute(0, 3, 1, 2)
         return digital * (x_scale * self.weight_scale * self.drift_compensation)
 
     def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
-        """Sum of the integer inputs over each output's receptive field, per group, as ``(N, Cout, H, W)``."""
-        cin_g = self.in_channels // self.groups
+        """Sum of the integer inputs over each output's receptive field, per group: ``(N, groups, Ho, Wo)``."""
+        n, _, h, w = x_q.shape
+        per_group = x_q.view(n, self.groups, -1, h, w).sum(dim=2)
         if self._ones is None or self._ones.device != x_q.device:
-            self._ones = torch.ones(self.groups, cin_g, *self.kernel, device=x_q.device)
-        sums = F.conv2d(x_q, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
-        return sums.repeat_interleave(self.out_channels // self.groups, dim=1)
+            self._ones = torch.ones(self.groups, 1, *self.kernel, device=x_q.device)
+        return F.conv2d(per_group, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
+
+    def _output_size(self, h: int, w: int) -> tuple[int, int]:
+        if isinstance(self.padding, str):  # 'same' (stride 1) or 'valid'
+            if self.padding == "same":
+                return h, w
+            pad = (0, 0)
+        else:
+            pad = self._conv_padding()
+        sizes = []
+        for size, k, st, p, d in zip((h, w), self.kernel, self.stride, pad, self.dilation, strict=True):
+            sizes.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
+        return sizes[0], sizes[1]
 
     def _read_and_convert(self, planes: torch.Tensor, weight: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
         """Read every (input plane, tile, column) partial sum, convert with the ADC, shift-and-add.
 
         ``planes``: ``(P, N, C_padded, H, W)``; ``combined[p, s]``: digital weight of plane p, column slice s,
-        times the ADC step. Returns ``(N, Cout, Ho, Wo)`` in units of integer input x integer weight.
+        times the ADC step. Returns ``(N, Ho, Wo, Cout)`` in units of integer input x integer weight. The
+        grouped convolution runs channels-last, so the partial sums of one output position are contiguous:
+        the ADC, the sum over tiles and the shift-and-add over column slices read them once each.
         """
-        n_planes, n = planes.shape[:2]
+        n_planes, n, _, h, w = planes.shape
         groups, til = self.groups, self.tiling
-        out_g = self.out_channels // groups
         conv_groups = groups * til.tiles
-        out = None
-        ho = wo = 0
-        per_sample_bytes = None
-        plane_start = 0
-        while plane_start < n_planes:
-            if per_sample_bytes is None:
-                probe = F.conv2d(planes[0, :1], weight, None, self.stride, self._conv_padding(), self.dilation,
-                                 conv_groups)
-                per_sample_bytes = probe.numel() * probe.element_size()
-            budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
-            planes_per_chunk = max(1, min(n_planes - plane_start, budget // n))
-            samples_per_chunk = n if planes_per_chunk * n <= budget else budget
+        out_g = self.out_channels // groups
+        ho, wo = self._output_size(h, w)
+        per_sample_bytes = weight.shape[0] * ho * wo * 4
+        budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
+        planes_per_chunk = max(1, min(n_planes, budget // n))
+        samples_per_chunk = n if planes_per_chunk * n <= budget else budget
+        out = torch.zeros(n, ho * wo, self.out_channels, device=planes.device)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        for plane_start in range(0, n_planes, planes_per_chunk):
+            p_end = min(n_planes, plane_start + planes_per_chunk)
             for sample_start in range(0, n, samples_per_chunk):
-                p_end = plane_start + planes_per_chunk
                 s_end = min(n, sample_start + samples_per_chunk)
                 chunk = planes[plane_start:p_end, sample_start:s_end]
                 k, m = chunk.shape[:2]
-                ps = F.conv2d(chunk.reshape(k * m, *chunk.shape[2:]), weight, None, self.stride,
-                              self._conv_padding(), self.dilation, conv_groups)
-                ho, wo = ps.shape[-2:]
+                chunk = chunk.reshape(k * m, *chunk.shape[2:]).contiguous(memory_format=torch.channels_last)
+                ps = F.conv2d(chunk, weight, None, self.stride, self._conv_padding(), self.dilation, conv_groups)
+                ps = ps.permute(0, 2, 3, 1)  # (k*m, Ho, Wo, groups*tiles*Cout_g*columns), contiguous
                 if self.mode == "observe_adc":
                     self.observed_max = max(self.observed_max, float(ps.max()))
-                else:
-                    adc_codes_(ps, self.adc_bits)
-                ps = ps.view(k * m, groups, til.tiles, out_g * self.columns * ho * wo)
-                codes = ps.sum(dim=2) if til.tiles > 1 else ps.squeeze(2)
-                codes = codes.view(k, m, self.out_channels, self.columns, ho * wo)
-                part = torch.einsum("pncsl,ps->ncl", codes, combined[plane_start:p_end])
-                if out is None:
-                    out = torch.zeros(n, self.out_channels, ho * wo, device=planes.device, dtype=part.dtype)
-                out[sample_start:s_end] += part
-            plane_start += planes_per_chunk
-        assert out is not None
-        return out.view(n, self.out_channels, ho, wo)
+                ps = ps.reshape(k, m * ho * wo, groups, til.tiles, out_g, self.columns)
+                target = out[sample_start:s_end].view(m * ho * wo, groups, out_g)
+                adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, self.mode != "observe_adc", target)
+        return out.view(n, ho, wo, self.out_channels)
 
     def extra_repr(self) -> str:
         til = self.tiling
