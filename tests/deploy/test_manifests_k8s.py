@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -283,10 +284,17 @@ def test_rayjob_lifecycle(rendered) -> None:
     )
     record = _launch_record_path(Path(config.storage_path), config.name)
     entrypoint = job["entrypoint"]
-    assert f"if [ -f {record} ]; then RESUME=--resume; else RESUME=; fi;" in entrypoint, (
+    # KubeRay runs `... ray job submit --address URL -- ENTRYPOINT ; fi` in the submitter's shell.
+    words = shlex.split(f"ray job submit --address http://head:8265 -- {entrypoint} ; fi")
+    after = words[words.index("--") + 1 :]
+    assert after[:2] == ["bash", "-c"] and after[3:] == [";", "fi"], f"one quoted script: {after}"
+    script = after[2]
+    assert f"if [ -f {record} ]; then RESUME=--resume; else RESUME=; fi;" in script, (
         "a resubmitted or retried job resumes when the launch record exists, starts anew otherwise"
     )
-    assert entrypoint.endswith("rnc-platform launch /etc/rnc/experiment.yaml --address auto $RESUME")
+    assert script.endswith("exec rnc-platform launch /etc/rnc/experiment.yaml --address auto $RESUME")
+    done = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, f"the entrypoint script parses: {done.stderr}"
     assert job["shutdownAfterJobFinishes"] is True
     assert 0 < job["ttlSecondsAfterFinished"] <= 86400
     assert job["activeDeadlineSeconds"] > 0
