@@ -117,7 +117,7 @@ class CompileOptions:
 
 
 def resolve_options(strategy: str, hw: HardwareConfig, *, seed: int = 0, duplicate: bool | None = None,
-                    pack: bool | None = None, depthwise_split: int = 1, restarts: int = 8,
+                    pack: bool | None = None, depthwise_split: int = 1, restarts: int = 4,
                     crossbars: int | None = None) -> CompileOptions:
     if strategy not in STRATEGIES:
         raise CompileError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
@@ -363,7 +363,7 @@ class CompileResult:
 
 def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy = "rnc", *, seed: int = 0,
                      duplicate: bool | None = None, pack: bool | None = None, depthwise_split: int = 1,
-                     restarts: int = 8, crossbars: int | None = None) -> CompileResult:
+                     restarts: int = 4, crossbars: int | None = None) -> CompileResult:
     """Compile ``workload`` onto ``hw``'s crossbars with ``strategy`` and evaluate its PPA.
 
     ``duplicate`` (default: on for ``rnc``, off for ``isaac``) replicates bottleneck layers within the budget

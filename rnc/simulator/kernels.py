@@ -36,7 +36,7 @@ from rnc.simulator.ppa import (
     PARAM_XBARS_PER_IMA,
 )
 
-MAX_FREE = 24  # free rectangles kept per crossbar (MaxRects); dropping the smallest only loses packing quality
+MAX_FREE = 12  # free rectangles kept per crossbar (MaxRects); dropping the smallest only loses packing quality
 SOFT_PENALTY = 1 << 40  # score added to a crossbar that already holds a box of the same layer (soft conflict)
 
 # indices of the totals array returned by compile_kernel
@@ -214,33 +214,35 @@ def _place(free, nfree, maxw, maxh, b, px, py, pw, ph, scratch):
         if py + ph < ry + rh:
             scratch[cnt, 0], scratch[cnt, 1], scratch[cnt, 2], scratch[cnt, 3] = rx, py + ph, rw, ry + rh - py - ph
             cnt += 1
-    keep = np.ones(cnt, np.bool_)
+    keep = scratch[:, 4]  # scratch column 4 is the keep flag (no allocation per placement)
+    for i in range(cnt):
+        keep[i] = 1
     for i in range(n_old, cnt):  # a new piece inside any other rectangle goes (first of identical ones stays)
         for j in range(cnt):
-            if i != j and keep[j] and _contains(scratch, i, j):
-                keep[i] = False
+            if i != j and keep[j] != 0 and _contains(scratch, i, j):
+                keep[i] = 0
                 break
     for i in range(n_old):  # an old rectangle inside a surviving new piece goes
         for j in range(n_old, cnt):
-            if keep[j] and _contains(scratch, i, j):
-                keep[i] = False
+            if keep[j] != 0 and _contains(scratch, i, j):
+                keep[i] = 0
                 break
     kept = 0
     for i in range(cnt):
-        if keep[i]:
+        if keep[i] != 0:
             kept += 1
     if kept > MAX_FREE:  # keep the largest rectangles
         areas = np.empty(cnt, np.int64)
         for i in range(cnt):
-            areas[i] = -scratch[i, 2] * scratch[i, 3] if keep[i] else 0
+            areas[i] = -scratch[i, 2] * scratch[i, 3] if keep[i] != 0 else 0
         order = np.argsort(areas, kind="mergesort")
         for i in range(MAX_FREE, cnt):
-            keep[order[i]] = False
+            keep[order[i]] = 0
     k = 0
     mw = 0
     mh = 0
     for i in range(cnt):
-        if keep[i]:
+        if keep[i] != 0:
             free[b, k, 0], free[b, k, 1], free[b, k, 2], free[b, k, 3] = (
                 scratch[i, 0], scratch[i, 1], scratch[i, 2], scratch[i, 3])
             mw = max(mw, scratch[i, 2])
@@ -252,8 +254,11 @@ def _place(free, nfree, maxw, maxh, b, px, py, pw, ph, scratch):
 
 
 @njit(cache=True)
-def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard):
-    """Best-short-side-fit position among open crossbars of class ``cls``: (bin, x, y) or bin -1."""
+def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard, first_fit):
+    """Best-short-side-fit position among open crossbars of class ``cls``: (bin, x, y) or bin -1.
+
+    ``first_fit``: take the first crossbar (lowest index) with room, best-short-side-fit inside it.
+    """
     best_b = -1
     best_x = 0
     best_y = 0
@@ -278,7 +283,37 @@ def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard):
                     best_b = b
                     best_x = free[b, i, 0]
                     best_y = free[b, i, 1]
+        if first_fit and best_b >= 0:
+            break
     return best_b, best_x, best_y
+
+
+@njit(cache=True)
+def _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, start):
+    """First crossbar from ``start`` with room for the box and no box of ``layer`` (best-short-side-fit inside
+    it): (bin, x, y, new_start). Crossbars only fill up while copies are added, so every crossbar rejected
+    before the first fitting one stays rejected and ``new_start`` skips it next time."""
+    prefix = True
+    for b in range(start, nopen):
+        fits = bcls[b] == cls and maxw[b] >= w and maxh[b] >= h and has[b, layer] == 0
+        if fits:
+            best_score = np.int64(1) << 62
+            bx = -1
+            by = -1
+            for i in range(nfree[b]):
+                fw, fh = free[b, i, 2], free[b, i, 3]
+                if fw >= w and fh >= h:
+                    lw, lh = fw - w, fh - h
+                    score = min(lw, lh) * 100000 + max(lw, lh)
+                    if score < best_score:
+                        best_score = score
+                        bx = free[b, i, 0]
+                        by = free[b, i, 1]
+            if bx >= 0:
+                return b, bx, by, (b if prefix else start)
+        if prefix:
+            start = b + 1
+    return -1, 0, 0, start
 
 
 @njit(cache=True)
@@ -308,7 +343,7 @@ def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scra
         x = 0
         y = 0
         if share and not full:
-            b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, False)
+            b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, False, False)
         if b < 0:
             b = nopen
             nopen += 1
@@ -372,7 +407,7 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
     max_bins = max(nb, budget) + 1
     state = _new_state(max_bins, n)
     free, nfree, maxw, maxh, bcls, has = state
-    scratch = np.empty((4 * MAX_FREE + 4, 4), np.int64)
+    scratch = np.empty((4 * MAX_FREE + 4, 5), np.int64)
     cap_p = max(16, nb * 2)
     pl_box = np.empty(cap_p, np.int64)
     pl_bin = np.empty(cap_p, np.int64)
@@ -452,6 +487,7 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
         j_free = np.empty((nb + 1, MAX_FREE, 4), np.int64)
         j_nfree = np.empty(nb + 1, np.int64)
         saved = np.full(max_bins, -1, np.int64)
+        cursor = np.zeros(nb, np.int64)  # first crossbar that may still take another copy of box k
         txn = 0
         while True:
             top = -1
@@ -485,7 +521,8 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
                     x = 0
                     y = 0
                     if share and not full:
-                        b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, True)
+                        b, x, y, cursor[k] = _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c,
+                                                         cursor[k])
                     if b < 0:
                         if nopen >= budget:
                             ok = False

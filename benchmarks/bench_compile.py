@@ -1,0 +1,115 @@
+"""Benchmark the crossbar compiler: speed of compile + PPA, batched throughput, and the RNC-paper comparison.
+
+    python benchmarks/bench_compile.py            # everything (a few minutes on 2 cores)
+    python benchmarks/bench_compile.py --quick    # fewer repetitions and pairs
+
+Prints markdown tables (pasted into benchmarks/RESULTS.md). Single-threaded: Numba kernels run on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+import torchvision
+from rich.progress import track
+
+from rnc.simulator import HardwareConfig, compile_many, compile_workload, trace_workload
+
+torch.set_num_threads(1)
+BUDGETS = (48, 64, 96, 128, 160, 192, 256)
+
+
+def workloads():
+    return {
+        name: trace_workload(getattr(torchvision.models, name)(num_classes=10), (3, 64, 64), name=name)
+        for name in ("squeezenet1_1", "mobilenet_v3_small")
+    }
+
+
+def bench_single(nets, repeats: int) -> None:
+    hw = HardwareConfig.preset("rnc").with_updates(crossbars=256)
+    print("\n### Time per compile + PPA (rnc, duplication + packing, budget 256, 128x128, after JIT warm-up)\n")
+    print("| network | layers | boxes placed | median ms | min ms | p90 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, w in nets.items():
+        compile_workload(w, hw).summary()  # warm-up (JIT compile or cache load)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = compile_workload(w, hw)
+            result.summary()
+            times.append(time.perf_counter() - t0)
+        ms = np.array(times) * 1e3
+        print(f"| {name} | {len(w)} | {len(result._placements)} | {np.median(ms):.3f} | {ms.min():.3f} | "
+              f"{np.percentile(ms, 90):.3f} |")
+
+
+def bench_batch(nets, n_pairs: int) -> None:
+    rng = np.random.default_rng(0)
+    base = HardwareConfig.preset("rnc")
+    variants = []
+    for size in (128, 256):
+        for cell_bits in (4, 8):
+            for budget in (0, 48, 64, 96, 128, 160, 192, 256):
+                variants.append(base.with_updates(crossbar_rows=size, crossbar_cols=size, cell_bits=cell_bits,
+                                                  crossbars=budget))
+    names = list(nets)
+    pairs = [(nets[names[int(rng.integers(len(names)))]], variants[int(rng.integers(len(variants)))])
+             for _ in range(n_pairs)]
+    compile_many(pairs[:50])  # warm-up
+    t0 = time.perf_counter()
+    out = compile_many(pairs)
+    dt = time.perf_counter() - t0
+    feasible = sum(r["feasible"] for r in out)
+    print(f"\n### compile_many over {n_pairs:,} (workload, hardware) pairs\n")
+    print(f"{len(names)} networks x {len(variants)} hardware variants (128/256 crossbars, 4/8-bit cells, "
+          f"budgets 0-256), rnc strategy: {dt:.2f} s, **{n_pairs / dt:,.0f} evaluations/s** on one core "
+          f"({feasible:,} feasible).")
+
+
+def bench_paper(nets) -> None:
+    hw = HardwareConfig.preset("rnc")
+    print("\n### RNC-paper comparison (64x64 input, 128x128 crossbars, 8-bit weights, one weight per cell)\n")
+    for name, w in nets.items():
+        isaac = compile_workload(w, hw, strategy="isaac")
+        plain = compile_workload(w, hw, strategy="rnc", duplicate=False, pack=False)
+        packed = compile_workload(w, hw, strategy="rnc", duplicate=False)
+        print(f"\n**{name}** -- isaac: {isaac.crossbars_used} crossbars, {isaac.utilization:.1%} utilization, "
+              f"latency {isaac.latency_ns / 1e3:,.1f} us; rnc partition only (no packing, no duplication): "
+              f"{plain.crossbars_used} crossbars, {plain.utilization:.1%}, {plain.latency_ns / 1e3:,.1f} us; "
+              f"rnc packing alone: {packed.crossbars_used} crossbars, **{packed.utilization:.1%}** utilization.\n")
+        for split in (1, 4) if any(lay.is_depthwise for lay in w.layers) else (1,):
+            label = f", depthwise split {split}" if split > 1 else ""
+            print(f"rnc with duplication + packing{label}:\n")
+            print("| budget | crossbars used | utilization | latency us | throughput img/s | energy uJ | "
+                  "speedup vs isaac | speedup vs rnc partition only | throughput vs isaac |")
+            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for budget in track(BUDGETS, description=f"{name} split {split}", transient=True):
+                r = compile_workload(w, hw, strategy="rnc", crossbars=budget, depthwise_split=split)
+                if not r.feasible:
+                    print(f"| {budget} | infeasible (needs {r.min_crossbars}) | | | | | | | |")
+                    continue
+                print(f"| {budget} | {r.crossbars_used} | {r.utilization:.1%} | {r.latency_ns / 1e3:,.1f} | "
+                      f"{r.throughput_ips:,.0f} | {r.energy_pj / 1e6:.3f} | {isaac.latency_ns / r.latency_ns:.2f}x | "
+                      f"{plain.latency_ns / r.latency_ns:.2f}x | {r.throughput_ips / isaac.throughput_ips:.2f}x |")
+            print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and pairs")
+    args = parser.parse_args()
+    nets = workloads()
+    bench_single(nets, repeats=50 if args.quick else 300)
+    bench_batch(nets, n_pairs=1_000 if args.quick else 10_000)
+    bench_paper(nets)
+
+
+if __name__ == "__main__":
+    main()
