@@ -176,7 +176,10 @@ def to_analog(
     for name, module in targets:
         device = module.weight.device
         layer = AnalogLayer(name, module, hw, seed=seed).to(device)
-        _replace(analog, name, layer)
+        if name:
+            _replace(analog, name, layer)
+        else:  # the model is itself one Conv2d or Linear
+            analog = layer
     analog.eval()
     for p in analog.parameters():
         p.requires_grad_(False)

@@ -184,8 +184,8 @@ class AnalogLayer(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """The float weight the crossbars realize (no input or ADC quantization), in the layer's units."""
         g = self._read_conductance()
-        signed_levels = torch.einsum("os...,s->o...", g, self.column_weights) - self.input_sum_correction
-        return signed_levels * (self.weight_scale * self.drift_compensation)
+        analog = torch.einsum("os...,s->o...", g, self.column_weights) * self.drift_compensation
+        return (analog - self.input_sum_correction) * self.weight_scale
 
     def _tile_weight(self, step: float) -> torch.Tensor:
         """Grouped-conv weight ``(groups*tiles*Cout_g*columns, channels_per_tile, kh', kw')`` divided by the step."""
@@ -299,7 +299,8 @@ class AnalogLayer(nn.Module):
             planes = planes.view(n_planes, n, self.groups, til.virtual_channels, h, w)
             planes = F.pad(planes, (0, 0, 0, 0, 0, pad)).view(n_planes, n, -1, h, w)
         combined = torch.tensor(plane_weights, device=x.device).view(-1, 1) * self.column_weights.view(1, -1)
-        digital = self._read_and_convert(planes, weight, combined * step)  # (N, Ho, Wo, Cout)
+        # (N, Ho, Wo, Cout); global drift compensation scales what the crossbars read, not the digital terms
+        digital = self._read_and_convert(planes, weight, combined * (step * self.drift_compensation))
         # digital corrections: the encoding offset and the off-state current, exactly, from the input sums
         if self.input_sum_correction:
             n, ho, wo, _ = digital.shape
@@ -307,7 +308,7 @@ class AnalogLayer(nn.Module):
             digital = digital.view(n, ho, wo, self.groups, -1).sub_(self.input_sum_correction * sums)
             digital = digital.view(n, ho, wo, self.out_channels)
         digital = digital.permute(0, 3, 1, 2)
-        return digital * (x_scale * self.weight_scale * self.drift_compensation)
+        return digital * (x_scale * self.weight_scale)
 
     def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
         """Sum of the integer inputs over each output's receptive field, per group: ``(N, groups, Ho, Wo)``."""
