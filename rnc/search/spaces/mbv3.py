@@ -239,8 +239,9 @@ class Mbv3Supernet(Mbv3Net):
     def extract(self, genome: Sequence[int] | np.ndarray) -> Mbv3Net:
         """The standalone network of ``genome`` with the supernet's weights (same keys as ``build_module``)."""
         self.set_active(genome)
-        target = self.space.build_module(genome)
-        load_active_weights(self, target)
+        with torch.device("meta"):  # no initialisation: every tensor comes from the supernet
+            target = self.space.build_module(genome)
+        load_active_weights(self, target, assign=True)
         return target.train(self.training)
 
     def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> None:

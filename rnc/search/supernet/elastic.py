@@ -25,8 +25,9 @@ Interface, shared by all elastic layers
   as the input has"; ``forward`` always slices to the input's channel count, ``active_in`` is what
   :meth:`export` uses).
 - ``forward(x)`` runs the active configuration on ``x``.
-- ``export()`` returns the standalone ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear`` of the active
-  configuration with its weights copied (detached); its ``state_dict`` keys are those of the plain module,
+- ``active_state_dict()`` returns the active configuration's tensors (fresh copies) under the keys of the
+  plain module; ``export()`` returns the standalone ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear`` of the
+  active configuration with those weights; its ``state_dict`` keys are those of the plain module,
   which is how supernets build ``extract(genome)`` (:func:`load_active_weights` copies a whole supernet's
   active weights into a standalone module with the same module names).
 - ``permute_channels(order, side, optimizer=None)`` permutes the weights along the ``"in"`` or ``"out"``
@@ -122,13 +123,21 @@ class ElasticConv2d(_ElasticKernel):
         return F.conv2d(x, weight, bias, self.stride, kernel // 2)
 
     @torch.no_grad()
+    def active_state_dict(self) -> dict[str, torch.Tensor]:
+        """The active configuration's tensors under ``nn.Conv2d``'s keys (fresh tensors)."""
+        kernel = self._check_active_kernel()
+        in_channels = self.active_in or self.max_in_channels
+        state = {"weight": self.kernel_weight(self.active_out, in_channels, kernel).clone()}
+        if self.bias is not None:
+            state["bias"] = self.bias[: self.active_out].clone()
+        return state
+
+    @torch.no_grad()
     def export(self) -> nn.Conv2d:
         kernel = self._check_active_kernel()
         in_channels = self.active_in or self.max_in_channels
         conv = nn.Conv2d(in_channels, self.active_out, kernel, self.stride, kernel // 2, bias=self.bias is not None)
-        conv.weight.copy_(self.kernel_weight(self.active_out, in_channels, kernel))
-        if self.bias is not None:
-            conv.bias.copy_(self.bias[: self.active_out])
+        conv.load_state_dict(self.active_state_dict())
         return conv
 
     def permute_channels(self, order: torch.Tensor, side: str, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -164,11 +173,17 @@ class ElasticDepthwiseConv2d(_ElasticKernel):
         return F.conv2d(x, weight, None, self.stride, kernel // 2, 1, channels)
 
     @torch.no_grad()
+    def active_state_dict(self) -> dict[str, torch.Tensor]:
+        """The active configuration's tensors under ``nn.Conv2d``'s keys (fresh tensors)."""
+        channels = self.active_in or self.active_out
+        return {"weight": self.kernel_weight(channels, 1, self._check_active_kernel()).clone()}
+
+    @torch.no_grad()
     def export(self) -> nn.Conv2d:
         kernel = self._check_active_kernel()
         channels = self.active_in or self.active_out
         conv = nn.Conv2d(channels, channels, kernel, self.stride, kernel // 2, groups=channels, bias=False)
-        conv.weight.copy_(self.kernel_weight(channels, 1, kernel))
+        conv.load_state_dict(self.active_state_dict())
         return conv
 
     def permute_channels(self, order: torch.Tensor, side: str = "out", optimizer=None) -> None:
@@ -206,17 +221,24 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         )
 
     @torch.no_grad()
+    def active_state_dict(self, channels: int | None = None) -> dict[str, torch.Tensor]:
+        """The first ``channels`` (default ``active_out``) features under ``nn.BatchNorm2d``'s keys."""
+        channels = channels or self.active_out
+        state = {}
+        if self.affine:
+            state["weight"], state["bias"] = self.weight[:channels].clone(), self.bias[:channels].clone()
+        if self.track_running_stats:
+            state["running_mean"] = self.running_mean[:channels].clone()
+            state["running_var"] = self.running_var[:channels].clone()
+            state["num_batches_tracked"] = self.num_batches_tracked.clone()
+        return state
+
+    @torch.no_grad()
     def export(self, channels: int | None = None) -> nn.BatchNorm2d:
         """A plain ``BatchNorm2d`` of the first ``channels`` (default ``active_out``) features, stats copied."""
         channels = channels or self.active_out
         bn = nn.BatchNorm2d(channels, self.eps, self.momentum, self.affine, self.track_running_stats)
-        if self.affine:
-            bn.weight.copy_(self.weight[:channels])
-            bn.bias.copy_(self.bias[:channels])
-        if self.track_running_stats:
-            bn.running_mean.copy_(self.running_mean[:channels])
-            bn.running_var.copy_(self.running_var[:channels])
-            bn.num_batches_tracked.copy_(self.num_batches_tracked)
+        bn.load_state_dict(self.active_state_dict(channels))
         return bn
 
     def permute_channels(self, order: torch.Tensor, side: str = "out", optimizer=None) -> None:
@@ -247,12 +269,19 @@ class ElasticLinear(nn.Module):
         return F.linear(x, self.weight[: self.active_out, :in_features], bias)
 
     @torch.no_grad()
+    def active_state_dict(self) -> dict[str, torch.Tensor]:
+        """The active configuration's tensors under ``nn.Linear``'s keys (fresh tensors)."""
+        in_features = self.active_in or self.max_in_features
+        state = {"weight": self.weight[: self.active_out, :in_features].clone()}
+        if self.bias is not None:
+            state["bias"] = self.bias[: self.active_out].clone()
+        return state
+
+    @torch.no_grad()
     def export(self) -> nn.Linear:
         in_features = self.active_in or self.max_in_features
         linear = nn.Linear(in_features, self.active_out, bias=self.bias is not None)
-        linear.weight.copy_(self.weight[: self.active_out, :in_features])
-        if self.bias is not None:
-            linear.bias.copy_(self.bias[: self.active_out])
+        linear.load_state_dict(self.active_state_dict())
         return linear
 
     def permute_channels(self, order: torch.Tensor, side: str, optimizer=None) -> None:
@@ -274,22 +303,29 @@ ELASTIC_TYPES = (ElasticConv2d, ElasticDepthwiseConv2d, ElasticBatchNorm2d, Elas
 
 
 @torch.no_grad()
-def load_active_weights(supernet: nn.Module, target: nn.Module) -> nn.Module:
+def load_active_weights(supernet: nn.Module, target: nn.Module, *, assign: bool = False) -> nn.Module:
     """Copy the supernet's *active* weights into ``target``, a standalone module of the same structure.
 
     Module names must match: every elastic layer of ``supernet`` whose name exists in ``target`` is
     :meth:`export`-ed (so its ``active_*`` attributes, ``active_in`` included, must describe the active
     subnet), every other parameter and buffer is copied by name; entries of ``target`` missing from the
-    supernet raise (``load_state_dict(strict=True)``). Returns ``target``.
+    supernet raise (``load_state_dict(strict=True)``). With ``assign=True`` the target's tensors are replaced
+    by (cloned) supernet tensors, so ``target`` may be built on the ``meta`` device and skip initialisation.
+    Returns ``target``.
     """
-    wanted = target.state_dict()
-    state = {key: value for key, value in supernet.state_dict().items() if key in wanted}
+    wanted = target.state_dict(keep_vars=True)
+    state: dict[str, torch.Tensor] = {}
+    elastic_names = set()
     target_modules = dict(target.named_modules())
     for name, module in supernet.named_modules():
         if isinstance(module, ELASTIC_TYPES) and name in target_modules:
-            for key, value in module.export().state_dict().items():
+            elastic_names.add(name)
+            for key, value in module.active_state_dict().items():
                 state[f"{name}.{key}"] = value
-    target.load_state_dict(state, strict=True)
+    for key, value in supernet.state_dict().items():
+        if key in wanted and key not in state and key.rpartition(".")[0] not in elastic_names:
+            state[key] = value.detach().clone()
+    target.load_state_dict(state, strict=True, assign=assign)
     return target
 
 
