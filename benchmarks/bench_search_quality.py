@@ -1,0 +1,257 @@
+"""Search quality: hypervolume against evaluations for NSGA-II, Bayesian (Optuna TPE) and random search.
+
+Problem ``mbv3`` (default): the MobileNetV3 (RNC) space at 32x32 on scikit-learn's digits; objectives are the
+supernet accuracy of the subnet (maximized), and its latency and energy compiled onto a crossbar budget of the RNC
+hardware preset (``rnc.simulator.compile_workload``, strategy ``rnc``); one constraint, the network fits the
+budget (violation ``(min_crossbars - budget) / budget``, as in the platform). Candidates that do not fit are not
+sent to accuracy evaluation: they are told with the worst-case accuracy 0 and their violation. The supernet is
+trained on first use and cached (``rnc.search.supernet.ensure_supernet``).
+
+Problem ``zdt`` (development fallback, no training): discretized ZDT1 (Zitzler, Deb & Thiele 2000) over the same
+genome shape as ``mbv3`` (36 genes x 3 choices), two objectives, no constraint.
+
+Hypervolume: objectives are normalized with bounds shared by every run of the benchmark (accuracy 0..1; other
+objectives the min/max over every feasible candidate found by any run), reference point 1.1 per objective; only
+feasible candidates count. Each run asks batches of ``--batch`` genomes and tells them in ask order.
+
+    python benchmarks/bench_search_quality.py                         # mbv3, 300 evaluations, seeds 0 1 2
+    python benchmarks/bench_search_quality.py --problem zdt --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rnc.search.pareto import hypervolume_curve, normalize
+from rnc.search.searchers import make_searcher
+
+REF = 1.1
+
+
+class ZdtProblem:
+    """Discretized ZDT1 over ``n_genes`` genes of ``n_choices`` choices (both objectives minimized)."""
+
+    name = "zdt"
+
+    def __init__(self, n_genes: int = 36, n_choices: int = 3) -> None:
+        self.n_choices = [n_choices] * n_genes
+        self.objective_names = ["f1", "f2"]
+        self.n_constraints = 0
+        self.fixed_bounds: dict[int, tuple[float, float]] = {}
+        self.evaluate_s = 0.0
+
+    def describe(self) -> str:
+        return f"discretized ZDT1, {len(self.n_choices)} genes x {self.n_choices[0]} choices"
+
+    def evaluate(self, genomes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.array(genomes, dtype=float) / (self.n_choices[0] - 1)
+        f1 = x[:, 0]
+        g = 1.0 + 9.0 * x[:, 1:].mean(axis=1)
+        return np.stack([f1, g * (1.0 - np.sqrt(f1 / g))], axis=1), np.zeros((len(genomes), 0))
+
+
+class Mbv3Problem:
+    """Supernet accuracy (max) x compiled latency (min) x compiled energy (min), fits-the-budget constraint."""
+
+    name = "mbv3"
+
+    def __init__(
+        self, *, budget: int, epochs: int, cache_dir: str, resolution: int = 32, calib_images: int = 128
+    ) -> None:
+        import torch
+
+        from rnc.search.spaces import get_space
+        from rnc.search.supernet import SubnetEvaluator, ensure_supernet
+        from rnc.simulator import HardwareConfig
+
+        torch.set_num_threads(1)
+        options = {"resolution": resolution}
+        self.space = get_space("mbv3", **options)
+        self.n_choices = self.space.n_choices
+        self.objective_names = ["-accuracy", "latency_ns", "energy_pj"]
+        self.n_constraints = 1
+        self.fixed_bounds = {0: (-1.0, 0.0)}
+        self.budget = budget
+        self.hw = HardwareConfig.preset("rnc").with_updates(crossbars=budget)
+        checkpoint = ensure_supernet(
+            "mbv3", options, "digits", epochs=epochs, seed=0, cache_dir=cache_dir, image_size=resolution
+        )
+        self.checkpoint = checkpoint
+        self.evaluator = SubnetEvaluator(checkpoint, device="cpu", calib_images=calib_images)
+        self._cache: dict[tuple[int, ...], tuple[list[float], list[float]]] = {}
+        self.evaluate_s = 0.0
+        self.accuracy_evaluations = 0
+
+    def describe(self) -> str:
+        return (
+            f"mbv3 (resolution 32, {len(self.n_choices)} genes, {self.space.cardinality:.3g} networks) on digits, "
+            f"supernet {self.checkpoint.name}, RNC preset with {self.budget} crossbars"
+        )
+
+    def _one(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
+        from rnc.simulator import compile_workload
+
+        key = tuple(int(v) for v in genome)
+        if key not in self._cache:
+            summary = compile_workload(self.space.workload(genome), self.hw, "rnc", seed=0).summary()
+            need = float(summary["min_crossbars"])
+            violation = (need - self.budget) / self.budget
+            violation = max(violation, 1.0 / self.budget) if not summary["feasible"] else min(violation, 0.0)
+            accuracy = 0.0  # worst case for candidates that are not evaluated
+            if violation <= 0:
+                accuracy = float(self.evaluator.evaluate(genome)["accuracy"])
+                self.accuracy_evaluations += 1
+            f = [-accuracy, float(summary["latency_ns"]), float(summary["energy_pj"])]
+            self._cache[key] = (f, [violation])
+        return self._cache[key]
+
+    def evaluate(self, genomes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        rows = [self._one(g) for g in genomes]
+        self.evaluate_s += time.perf_counter() - t0
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def run_search(problem: Any, name: str, seed: int, evaluations: int, batch: int, progress: Progress, task: Any):
+    searcher = make_searcher(
+        name,
+        problem.n_choices,
+        len(problem.objective_names),
+        seed=seed,
+        n_constraints=problem.n_constraints,
+        **({"pop_size": batch} if name == "nsga2" else {}),
+    )
+    F, G = [], []
+    searcher_s = 0.0
+    while len(F) < evaluations:
+        t0 = time.perf_counter()
+        genomes = searcher.ask(min(batch, evaluations - len(F)))
+        searcher_s += time.perf_counter() - t0
+        f, g = problem.evaluate(genomes)
+        t0 = time.perf_counter()
+        searcher.tell(genomes, f, g if problem.n_constraints else None)
+        searcher_s += time.perf_counter() - t0
+        F.extend(f.tolist())
+        G.extend(g.tolist())
+        progress.advance(task, len(genomes))
+    return np.array(F), np.array(G).reshape(len(F), problem.n_constraints), searcher_s
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problem", choices=["mbv3", "zdt"], default="mbv3")
+    parser.add_argument("--searchers", nargs="+", default=["nsga2", "bayes", "random"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--evaluations", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--budget", type=int, default=96, help="crossbar budget (mbv3)")
+    parser.add_argument("--epochs", type=int, default=3, help="supernet training epochs (mbv3)")
+    parser.add_argument("--cache-dir", default="rnc-runs/supernets", help="supernet checkpoint cache (mbv3)")
+    parser.add_argument("--json", type=Path, help="write curves and summary here")
+    args = parser.parse_args(argv)
+    console = Console()
+
+    if args.problem == "mbv3":
+        problem: Any = Mbv3Problem(budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir)
+    else:
+        problem = ZdtProblem()
+    console.print(f"[bold]problem[/]: {problem.describe()}")
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.searchers}
+    total = len(args.searchers) * len(args.seeds) * args.evaluations
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    started = time.perf_counter()
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("evaluations", total=total)
+        for seed in args.seeds:
+            for name in args.searchers:
+                progress.update(task, description=f"{name} seed {seed}")
+                F, G, searcher_s = run_search(problem, name, seed, args.evaluations, args.batch, progress, task)
+                runs[name].append({"seed": seed, "F": F, "G": G, "searcher_s": searcher_s})
+    wall_s = time.perf_counter() - started
+
+    # shared normalization bounds: every feasible candidate of every run
+    all_f = np.concatenate([r["F"] for rs in runs.values() for r in rs])
+    all_g = np.concatenate([r["G"] for rs in runs.values() for r in rs])
+    ok = np.all(all_g <= 0, axis=1) & np.all(np.isfinite(all_f), axis=1)
+    ideal, nadir = all_f[ok].min(axis=0), all_f[ok].max(axis=0)
+    for j, (lo, hi) in problem.fixed_bounds.items():
+        ideal[j], nadir[j] = lo, hi
+    ref = [REF] * all_f.shape[1]
+    marks = [m for m in (20, 50, 100, 150, 200, 300, 500, 1000) if m <= args.evaluations]
+    if args.evaluations not in marks:
+        marks.append(args.evaluations)
+
+    summary: dict[str, Any] = {}
+    for name, rs in runs.items():
+        curves = np.array([hypervolume_curve(normalize(r["F"], ideal, nadir), ref, r["G"]) for r in rs])
+        feasible = [float(np.mean(np.all(r["G"] <= 0, axis=1))) for r in rs]
+        summary[name] = {
+            "curves": curves,
+            "at": {m: (float(curves[:, m - 1].mean()), float(curves[:, m - 1].std())) for m in marks},
+            "final": curves[:, -1].tolist(),
+            "feasible_share": float(np.mean(feasible)),
+            "searcher_s": float(np.mean([r["searcher_s"] for r in rs])),
+        }
+
+    table = Table(title=f"hypervolume (normalized, ref {REF}) against evaluations, mean ± std over seeds {args.seeds}")
+    table.add_column("searcher")
+    for m in marks:
+        table.add_column(str(m), justify="right")
+    table.add_column("final per seed", justify="right")
+    table.add_column("feasible", justify="right")
+    table.add_column("searcher s/run", justify="right")
+    for name, s in summary.items():
+        table.add_row(
+            name,
+            *[f"{s['at'][m][0]:.4f} ± {s['at'][m][1]:.4f}" for m in marks],
+            " ".join(f"{v:.4f}" for v in s["final"]),
+            f"{100 * s['feasible_share']:.0f}%",
+            f"{s['searcher_s']:.1f}",
+        )
+    console.print(table)
+    verdicts = {}
+    if "random" in summary:
+        base = np.mean(summary["random"]["final"])
+        for name in summary:
+            if name != "random":
+                verdicts[name] = bool(np.mean(summary[name]["final"]) > base)
+                console.print(
+                    f"{name}: final mean {np.mean(summary[name]['final']):.4f} vs random {base:.4f} -> "
+                    f"{'beats' if verdicts[name] else 'does NOT beat'} random "
+                    f"(ratio {np.mean(summary[name]['final']) / base:.3f})"
+                )
+    extra = ""
+    if isinstance(problem, Mbv3Problem):
+        extra = f", {problem.accuracy_evaluations} accuracy evaluations, evaluation {problem.evaluate_s:.0f} s"
+    console.print(f"wall {wall_s:.0f} s{extra}")
+    result = {
+        "problem": problem.describe(),
+        "objectives": problem.objective_names,
+        "ideal": ideal.tolist(),
+        "nadir": nadir.tolist(),
+        "marks": marks,
+        "wall_s": wall_s,
+        "verdicts": verdicts,
+        "searchers": {
+            name: {**{k: v for k, v in s.items() if k != "curves"}, "curves": s["curves"].tolist()}
+            for name, s in summary.items()
+        },
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    main()
