@@ -134,22 +134,31 @@ def adc_step_for_range(adc_max: float, adc_bits: int) -> float:
     return max(adc_max / (2**adc_bits - 1), 1.0)
 
 
-@numba.njit(cache=True, fastmath=False, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _adc_shift_add_kernel(
-    partial_sums: np.ndarray, digital_weights: np.ndarray, top: float, quantize: bool, out: np.ndarray
+    partial_sums: np.ndarray, digital_weights: np.ndarray, top: np.float32, quantize: bool, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
     planes, positions, groups, tiles, outs, columns = partial_sums.shape
+    width = outs * columns
+    flat = partial_sums.reshape(planes, positions, groups, tiles, width)
+    codes = np.empty(width, dtype=np.float32)
+    zero = np.float32(0.0)
     for p in range(planes):
         for r in range(positions):
             for g in range(groups):
+                codes[:] = zero
+                for t in range(tiles):  # contiguous inner loops: vectorized round, clip and sum over tiles
+                    row = flat[p, r, g, t]
+                    if quantize:
+                        for j in range(width):
+                            codes[j] += min(max(np.rint(row[j]), zero), top)
+                    else:
+                        for j in range(width):
+                            codes[j] += row[j]
                 for o in range(outs):
                     acc = 0.0
-                    for t in range(tiles):
-                        for s in range(columns):
-                            v = partial_sums[p, r, g, t, o, s]
-                            if quantize:
-                                v = min(max(np.rint(v), 0.0), top)
-                            acc += digital_weights[p, s] * v
+                    for s in range(columns):
+                        acc += digital_weights[p, s] * codes[o * columns + s]
                     out[r, g, o] += acc
 
 
@@ -167,8 +176,8 @@ def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, ad
     top = float(2**adc_bits - 1)
     if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
         _adc_shift_add_kernel(
-            partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(), top,
-            quantize, out.numpy(),
+            partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
+            np.float32(top), quantize, out.numpy(),
         )
         return
     codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums

@@ -1,0 +1,117 @@
+"""Benchmark of rnc.simulator.to_analog: speed against the plain forward pass, and accuracy trends.
+
+    python benchmarks/bench_analog.py speed     # ResNet-20, batch 256, CPU, analog vs plain side by side
+    python benchmarks/bench_analog.py accuracy  # accuracy vs ADC bits / variation / crossbar size (digits)
+
+Prints Markdown tables (the figures in benchmarks/RESULTS.md). Threads are limited (``--threads``, default 1)
+because the machine is shared; ratios are measured side by side, interleaved, and the median is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from rich.progress import track
+from sklearn.datasets import load_digits
+
+from rnc.simulator import HardwareConfig, NonIdealities, to_analog
+from rnc.simulator.models import digits_cnn, resnet20
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def speed(repeats: int, batch: int) -> None:
+    torch.manual_seed(0)
+    model = resnet20().eval()
+    x = torch.randn(batch, 3, 32, 32)
+    print(f"| input_bits / dac_bits | plain s | analog s | slowdown (median of {repeats}) |")
+    print("|---|---|---|---|")
+    for input_bits, dac_bits in ((8, 8), (8, 4), (8, 1)):
+        hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=input_bits, dac_bits=dac_bits, adc_bits=8)
+        analog = to_analog(model, hw, seed=0, calibration=[x[:32]])
+        with torch.no_grad():
+            model(x)
+            analog(x)
+            plain_s, analog_s = [], []
+            runs = repeats if dac_bits > 1 else 1
+            for _ in track(range(runs), description=f"{input_bits}/{dac_bits}-bit inputs"):
+                plain_s.append(timed(lambda: model(x)))
+                analog_s.append(timed(lambda: analog(x)))  # noqa: B023
+        ratios = [a / p for a, p in zip(analog_s, plain_s, strict=True)]
+        print(f"| {input_bits} / {dac_bits} | {statistics.median(plain_s):.2f} | {statistics.median(analog_s):.2f} "
+              f"| {statistics.median(ratios):.1f}x |", flush=True)
+
+
+def digits_model(width: int, epochs: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    digits = load_digits()
+    x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(digits.target)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    train, test = order[:1260], order[1260:]
+    model = digits_cnn(width=width)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _epoch in track(range(epochs), description="training"):
+        for batch in train[torch.randperm(len(train))].split(64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    return model.eval(), x[train[:256]], x[test], y[test]
+
+
+def accuracy_tables(seeds: int, width: int, epochs: int) -> None:
+    model, calib, x, y = digits_model(width, epochs)
+
+    def acc(m: nn.Module) -> float:
+        with torch.no_grad():
+            return 100.0 * float((m(x).argmax(1) == y).float().mean())
+
+    print(f"float accuracy: {acc(model):.1f}% on {len(y)} test digits")
+    base = dict(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1, adc_bits=8)
+
+    def table(title: str, values: list, make) -> None:
+        print(f"\n| {title} | accuracy % (mean ± std, {seeds} seeds) |\n|---|---|")
+        for value in track(values, description=title):
+            accs = [acc(to_analog(model, make(value), seed=s, calibration=[calib])) for s in range(seeds)]
+            print(f"| {value} | {np.mean(accs):.1f} ± {np.std(accs):.1f} |", flush=True)
+
+    for rows in (128, 512):
+        table(f"ADC bits ({rows} rows)", [8, 6, 5, 4, 3, 2],
+              lambda b, r=rows: HardwareConfig(**{**base, "adc_bits": b}, crossbar_rows=r, crossbar_cols=r))
+    table("conductance sigma", [0.0, 0.05, 0.1, 0.2, 0.3],
+          lambda s: HardwareConfig(**base, nonideal=NonIdealities(conductance_sigma=s)))
+    table("stuck-at rate (ON+OFF)", [0.0, 0.01, 0.02, 0.05, 0.1],
+          lambda r: HardwareConfig(**base, nonideal=NonIdealities(stuck_at_on_rate=r / 2, stuck_at_off_rate=r / 2)))
+    table("crossbar size, IR drop r/R_on=1e-3", [32, 64, 128, 256, 512],
+          lambda n: HardwareConfig(**{**base, "adc_bits": 12}, crossbar_rows=n, crossbar_cols=n,
+                                   nonideal=NonIdealities(wire_resistance_ratio=1e-3)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["speed", "accuracy", "all"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--width", type=int, default=16, help="digits CNN width")
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part in ("speed", "all"):
+        speed(args.repeats, args.batch)
+    if args.part in ("accuracy", "all"):
+        accuracy_tables(args.seeds, args.width, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
