@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -138,17 +139,68 @@ def resolve_options(strategy: str, hw: HardwareConfig, *, seed: int = 0, duplica
     )
 
 
-def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None):
-    """Call the compile kernel; returns its raw arrays plus the crossbar classes."""
+_BASE_CACHE: dict[int, tuple[weakref.ref, OrderedDict]] = {}
+BASE_CACHE_ENTRIES = 64  # cached base packings kept per workload (least recently used dropped first)
+
+
+def clear_compile_cache() -> None:
+    """Forget every cached base packing (the next compile of each workload recomputes it)."""
+    _BASE_CACHE.clear()
+
+
+def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, classes=None) -> tuple:
+    """The budget-independent part of a compile (partitioning + no-duplication packing), cached.
+
+    It depends only on the workload, the crossbar sizes of its layers, ``slices_per_weight`` and the options
+    ``strategy, pack, depthwise_split, restarts, seed`` (``restarts`` and ``seed`` only when packing), never
+    on the budget or the PPA parameters, so every budget and every hardware variant that differs only in
+    timing, energy or area reuses it. The cache lives as long as the workload object (weak reference) and
+    keeps :data:`BASE_CACHE_ENTRIES` entries per workload; cached and fresh results are identical.
+    """
     a = workload_arrays(workload)
-    xr, xc, cls, cls_r, cls_c = crossbar_classes(workload, hw)
+    xr, xc, cls, cls_r, cls_c = crossbar_classes(workload, hw) if classes is None else classes
+    rnc_mapping = opts.strategy == "rnc"
+    restarts, seed = (opts.restarts, opts.seed) if opts.share else (0, 0)
+    key = (xr.tobytes(), xc.tobytes(), int(hw.slices_per_weight), rnc_mapping, opts.share,
+           opts.depthwise_split, restarts, seed)
+    wid = id(workload)
+    hit = _BASE_CACHE.get(wid)
+    if hit is not None and hit[0]() is workload:
+        entries = hit[1]
+        base = entries.get(key)
+        if base is not None:
+            entries.move_to_end(key)
+            return base
+    else:
+        entries = OrderedDict()
+        try:
+            ref = weakref.ref(workload, lambda _r, k=wid: _BASE_CACHE.pop(k, None))
+        except TypeError:
+            ref = None
+        if ref is not None:
+            _BASE_CACHE[wid] = (ref, entries)
+    base = K.base_kernel(
+        a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], xr, xc, cls, cls_r, cls_c,
+        np.int64(hw.slices_per_weight), rnc_mapping, opts.share, np.int64(opts.depthwise_split),
+        np.int64(restarts), np.int64(seed),
+    )
+    entries[key] = base
+    if len(entries) > BASE_CACHE_ENTRIES:
+        entries.popitem(last=False)
+    return base
+
+
+def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None):
+    """Compile (cached base packing, then duplication and PPA); returns the kernel's arrays and the classes."""
+    a = workload_arrays(workload)
+    classes = crossbar_classes(workload, hw)
+    _xr, _xc, cls, cls_r, cls_c = classes
     if params is None:
         params = ppa_parameters(hw)
-    out = K.compile_kernel(
-        a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], a["out_channels"], a["kernel_area"],
-        a["positions"], a["pred_ptr"], a["pred_idx"], xr, xc, cls, cls_r, cls_c,
-        np.int64(hw.slices_per_weight), params, opts.strategy == "rnc", opts.share, opts.duplicate,
-        np.int64(opts.budget), np.int64(opts.depthwise_split), np.int64(opts.restarts), np.int64(opts.seed),
+    base = base_plan(workload, hw, opts, classes)
+    out = K.finish_kernel(
+        base, a["in_channels"], a["out_channels"], a["rows"], a["kernel_area"], a["positions"], a["pred_ptr"],
+        a["pred_idx"], cls, cls_r, cls_c, params, opts.share, opts.duplicate, np.int64(opts.budget),
     )
     return out, cls_r, cls_c
 

@@ -386,13 +386,15 @@ def _grow(a, n):
 # ------------------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kernel_area, positions,
-                   pred_ptr, pred_idx, xr, xc, layer_cls, cls_r, cls_c, slices, params,
-                   rnc_mapping, share, duplicate, budget, dw_split, restarts, seed):
-    """Compile one workload onto crossbars and evaluate its PPA.
+def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
+                rnc_mapping, share, dw_split, restarts, seed):
+    """Budget-independent part of a compile: partitioning into boxes and the no-duplication packing.
 
-    Returns ``totals`` (``T_*`` indices), the per-layer table (``L_*`` columns), the placements
-    (``box, copy, crossbar, row, col``) and the box table (``layer, group, h, w, active_w, row0, col0``).
+    Returns the tuple :func:`finish_kernel` takes first: the box table (``layer, group, h, w, active_w,
+    row0, col0, seq, class`` as separate arrays), each layer's CSR pointer and ``seq``, the number of
+    crossbars of the best packing (``min_crossbars``), its crossbar state (free rectangles, maxima, class,
+    boxes per layer) and its placements. Nothing here is modified later, so the tuple can be cached and
+    reused for every budget.
     """
     n = rows.shape[0]
     ncls = cls_r.shape[0]
@@ -403,17 +405,14 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
     for k in range(nb):
         b_cls[k] = layer_cls[b_layer[k]]
 
-    # ---- base packing: no duplication, independent of the budget --------------------------------------
-    max_bins = max(nb, budget) + 1
+    max_bins = nb + 1
     state = _new_state(max_bins, n)
     free, nfree, maxw, maxh, bcls, has = state
     scratch = np.empty((4 * MAX_FREE + 4, 5), np.int64)
-    cap_p = max(16, nb * 2)
-    pl_box = np.empty(cap_p, np.int64)
-    pl_bin = np.empty(cap_p, np.int64)
-    pl_x = np.empty(cap_p, np.int64)
-    pl_y = np.empty(cap_p, np.int64)
-    pl_copy = np.zeros(cap_p, np.int64)
+    pl_box = np.empty(nb, np.int64)
+    pl_bin = np.empty(nb, np.int64)
+    pl_x = np.empty(nb, np.int64)
+    pl_y = np.empty(nb, np.int64)
 
     # lower bound: full boxes alone + the cells of the rest over each class's capacity
     cells_cls = np.zeros(ncls, np.int64)
@@ -466,6 +465,44 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
             break
     nopen = _pack_base(best_order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
                        pl_box, pl_bin, pl_x, pl_y)
+    return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, nopen,
+            free[:nopen].copy(), nfree[:nopen].copy(), maxw[:nopen].copy(), maxh[:nopen].copy(),
+            bcls[:nopen].copy(), has[:nopen].copy(), pl_box, pl_bin, pl_x, pl_y)
+
+
+@njit(cache=True)
+def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions, pred_ptr, pred_idx, layer_cls,
+                  cls_r, cls_c, params, share, duplicate, budget):
+    """Duplication within ``budget`` on top of the cached ``base`` (see :func:`base_kernel`), then the PPA.
+
+    Returns ``totals`` (``T_*`` indices), the per-layer table (``L_*`` columns), the placements
+    (``box, copy, crossbar, row, col``), the box table (``layer, group, h, w, active_w, row0, col0``) and each
+    occupied crossbar's class.
+    """
+    (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, nopen,
+     base_free, base_nfree, base_maxw, base_maxh, base_bcls, base_has, base_box, base_bin, base_x, base_y) = base
+    n = rows.shape[0]
+    nb = b_layer.shape[0]
+    max_bins = max(nb, budget) + 1
+    state = _new_state(max_bins, n)
+    free, nfree, maxw, maxh, bcls, has = state
+    free[:nopen] = base_free
+    nfree[:nopen] = base_nfree
+    maxw[:nopen] = base_maxw
+    maxh[:nopen] = base_maxh
+    bcls[:nopen] = base_bcls
+    has[:nopen] = base_has
+    scratch = np.empty((4 * MAX_FREE + 4, 5), np.int64)
+    cap_p = max(16, nb * 2)
+    pl_box = np.empty(cap_p, np.int64)
+    pl_bin = np.empty(cap_p, np.int64)
+    pl_x = np.empty(cap_p, np.int64)
+    pl_y = np.empty(cap_p, np.int64)
+    pl_copy = np.zeros(cap_p, np.int64)
+    pl_box[:nb] = base_box
+    pl_bin[:nb] = base_bin
+    pl_x[:nb] = base_x
+    pl_y[:nb] = base_y
     npl = nb
     min_crossbars = nopen
     feasible = budget == 0 or min_crossbars <= budget
@@ -728,3 +765,15 @@ def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kern
         boxes[k, 6] = b_col0[k]
     crossbar_cls = bcls[:nbins].copy()
     return totals, layer_tab, placements, boxes, crossbar_cls
+
+
+
+@njit(cache=True)
+def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kernel_area, positions,
+                   pred_ptr, pred_idx, xr, xc, layer_cls, cls_r, cls_c, slices, params,
+                   rnc_mapping, share, duplicate, budget, dw_split, restarts, seed):
+    """One whole compile (:func:`base_kernel` then :func:`finish_kernel`) without caching."""
+    base = base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
+                       rnc_mapping, share, dw_split, restarts, seed)
+    return finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions, pred_ptr, pred_idx,
+                         layer_cls, cls_r, cls_c, params, share, duplicate, budget)
