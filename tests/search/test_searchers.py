@@ -228,3 +228,22 @@ def test_constraints_steer_the_search_to_feasible_genomes(name):
         share[n_constraints] = float(np.mean(shares))
     assert share[3] >= 0.25, share
     assert share[0] <= 0.1, share
+
+
+@pytest.fixture
+def one_torch_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_bayes_gp_sampler_with_constraints(one_torch_thread):
+    """Optuna's GPSampler path: the GP model (after 4 random trials) proposes new, valid genomes."""
+    s = make_searcher("bayes", N_CHOICES, 2, seed=0, n_constraints=1, sampler="gp", n_startup_trials=4)
+    asked = [g for batch in drive(s, [4, 1]) for g in batch]
+    assert len(set(asked)) == 5
+    assert len(s.study.trials) >= 5
+    assert all(t.constraints for t in s.study.trials if t.state.is_finished() and t.values is not None)
