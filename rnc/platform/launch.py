@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import secrets
 import subprocess
 import sys
@@ -255,6 +256,7 @@ def run_launch(
 
     console = console or Console()
     t_start = time.perf_counter()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the rich progress below replaces Tune's console output
     for searcher in config.searchers:
         if searcher.name not in SEARCHERS:
             raise LaunchError(f"searchers: unknown searcher {searcher.name!r}; valid names: {sorted(SEARCHERS)}")
@@ -361,7 +363,17 @@ def run_launch(
                 if result.checkpoint is None:
                     errors.append(f"{key}: finished without a checkpoint")
                     continue
-                records.extend(load_checkpoint_candidates(result.checkpoint))
+                trial_records = load_checkpoint_candidates(result.checkpoint)
+                records.extend(trial_records)
+                # trials finished before an interruption are not re-run on resume: make sure the tracker holds
+                # every checkpointed candidate (it skips the ones MLflow already has)
+                plan = result.config["trial"]
+                ray.get(
+                    tracker.start_trial.remote(
+                        key, plan["searcher"], plan["budget"], {"seed": plan["seed"], **plan["searcher_options"]}
+                    )
+                )
+                ray.get(tracker.log_candidates.remote(key, trial_records))
             if errors:
                 raise LaunchError(
                     "trials failed:\n  " + "\n  ".join(errors) + f"\nfix the cause, then resume with --resume "

@@ -125,8 +125,13 @@ def front_tables(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], *, max_r
     for title, front in groups:
         front = front.sort_values(first_metric, ascending=first_goal == "min")
         table = Table(title=f"{title} ({len(front)} candidates)", title_justify="left")
-        for col in ["candidate", "budget", *[f"{m} ({g})" for m, g in objectives], *extra, "genome"]:
-            table.add_column(col, no_wrap=True)
+        table.add_column("candidate", no_wrap=True, min_width=14)
+        table.add_column("budget", justify="right", no_wrap=True, min_width=6)
+        for m, g in objectives:
+            table.add_column(f"{m} {'↓' if g == 'min' else '↑'}", justify="right", no_wrap=True, min_width=9)
+        for m in extra:
+            table.add_column(m, justify="right", no_wrap=True, min_width=6)
+        table.add_column("genome", overflow="ellipsis", no_wrap=True, max_width=24)
         for _, row in front.head(max_rows).iterrows():
             table.add_row(
                 row.candidate_id,
@@ -260,10 +265,12 @@ def find_launch_run(tracking_uri: str, run: str | None = None) -> Any:
 
 def load_launch(tracking_uri: str, run: str | None = None) -> tuple[Any, pd.DataFrame, list[ObjectiveSpec]]:
     """A finished launch's run, its candidates table (``candidates.parquet`` artifact) and its objectives."""
+    import os
     import tempfile
 
     from mlflow import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     launch = find_launch_run(tracking_uri, run)
     client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:

@@ -275,7 +275,7 @@ class TrackingWriter:
         if self._sql_store is not None:
             from mlflow.store.tracking.dbmodels.models import SqlTag
 
-            with self._sql_store.ManagedSessionMaker() as session:
+            with self._sql_store.ManagedSessionMaker(read_only=False) as session:
                 for run_id, tag in pairs:
                     session.merge(SqlTag(key=tag, value="true", run_uuid=run_id))
         else:
@@ -356,7 +356,7 @@ class TrackingWriter:
 
         experiment = self.client.get_experiment(self.experiment_id)
         now = int(time.time() * 1000)
-        with self._sql_store.ManagedSessionMaker() as session:
+        with self._sql_store.ManagedSessionMaker(read_only=False) as session:
             for parent_run_id, record in batch:
                 run_id = self.candidate_runs[str(record["candidate_id"])]
                 tags = self._candidate_tags(parent_run_id, record)

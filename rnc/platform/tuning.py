@@ -284,6 +284,11 @@ class ProgressCallback(Callback):
             sink(trial.config["trial"]["key"], result)
 
 
+def trial_name(trial: Any) -> str:
+    """Tune trial (and folder) name: the grid point's key, ``nsga2-b64``."""
+    return str(trial.config["trial"]["key"])
+
+
 def build_tuner(
     plans: Sequence[Mapping[str, Any]],
     *,
@@ -300,7 +305,12 @@ def build_tuner(
     return tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([dict(p) for p in plans])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials, reuse_actors=False),
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent_trials,
+            reuse_actors=False,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=storage_path,
