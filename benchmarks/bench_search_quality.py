@@ -158,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=3, help="supernet training epochs (mbv3)")
     parser.add_argument("--cache-dir", default="rnc-runs/supernets", help="supernet checkpoint cache (mbv3)")
     parser.add_argument("--json", type=Path, help="write curves and summary here")
+    parser.add_argument(
+        "--runs-file",
+        type=Path,
+        help="JSON-lines file of finished runs: each run is appended when done, runs already there are reused "
+        "(resume an interrupted benchmark with the same arguments)",
+    )
     args = parser.parse_args(argv)
     console = Console()
 
@@ -168,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     console.print(f"[bold]problem[/]: {problem.describe()}")
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.searchers}
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    signature = [problem.describe(), args.evaluations, args.batch]
+    if args.runs_file and args.runs_file.exists():
+        for line in args.runs_file.read_text().splitlines():
+            row = json.loads(line)
+            if row["signature"] == signature:
+                done[(row["searcher"], row["seed"])] = row
     total = len(args.searchers) * len(args.seeds) * args.evaluations
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     started = time.perf_counter()
@@ -176,7 +189,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for seed in args.seeds:
             for name in args.searchers:
                 progress.update(task, description=f"{name} seed {seed}")
-                F, G, searcher_s = run_search(problem, name, seed, args.evaluations, args.batch, progress, task)
+                if (name, seed) in done:
+                    row = done[(name, seed)]
+                    F, G, searcher_s = np.array(row["F"]), np.array(row["G"]), row["searcher_s"]
+                    G = G.reshape(len(F), problem.n_constraints)
+                    progress.advance(task, args.evaluations)
+                else:
+                    F, G, searcher_s = run_search(problem, name, seed, args.evaluations, args.batch, progress, task)
+                    if args.runs_file:
+                        row = {
+                            "signature": signature,
+                            "searcher": name,
+                            "seed": seed,
+                            "F": F.tolist(),
+                            "G": G.tolist(),
+                            "searcher_s": searcher_s,
+                        }
+                        with args.runs_file.open("a") as fh:
+                            fh.write(json.dumps(row) + "\n")
+                    console.log(f"{name} seed {seed}: done, searcher {searcher_s:.1f} s")
                 runs[name].append({"seed": seed, "F": F, "G": G, "searcher_s": searcher_s})
     wall_s = time.perf_counter() - started
 
