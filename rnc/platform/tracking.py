@@ -116,9 +116,12 @@ class TrackingWriter:
     def __init__(
         self, tracking_uri: str, experiment_name: str, *, flush_every: int = 256, flush_interval_s: float = 2.0
     ) -> None:
+        import logging
+
         import mlflow
         from mlflow import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         mlflow.set_tracking_uri(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)

@@ -31,6 +31,7 @@ Constraint violations (``<= 0`` satisfied), each normalized to be scale free:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import time
@@ -106,6 +107,8 @@ def search_trial(config: dict[str, Any]) -> None:
     from rnc.search.spaces import get_space
     from rnc.simulator import HardwareConfig
 
+    for name in ("ray.tune", "ray.train", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # per-checkpoint INFO lines drown the progress display
     plan = config["trial"]
     key = plan["key"]
     space = get_space(plan["space"], **plan["space_options"])
