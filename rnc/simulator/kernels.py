@@ -525,15 +525,21 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         j_nfree = np.empty(nb + 1, np.int64)
         saved = np.full(max_bins, -1, np.int64)
         cursor = np.zeros(nb, np.int64)  # first crossbar that may still take another copy of box k
+        new_bins = np.zeros(n, np.int64)  # crossbars a copy surely opens: its full-size boxes (all, unshared)
+        for k in range(nb):
+            c = b_cls[k]
+            if not share or (b_h[k] == cls_r[c] and b_w[k] == cls_c[c]):
+                new_bins[b_layer[k]] += 1
+        stage_t = np.empty(n, np.float64)  # stage time of each layer; -1 once saturated (never the maximum)
+        for layer in range(n):
+            stage_t[layer] = -1.0 if saturated[layer] else _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
         txn = 0
         while True:
             top = -1
             top_t = -1.0
             second = 0.0
             for layer in range(n):
-                if saturated[layer]:
-                    continue
-                t = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                t = stage_t[layer]
                 if t > top_t:
                     second = max(second, top_t)
                     top_t = t
@@ -546,6 +552,11 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
             while True:  # add copies of the bottleneck until it is no longer above the runner-up
                 if copies[layer] >= positions[layer]:
                     saturated[layer] = True
+                    stage_t[layer] = -1.0
+                    break
+                if nopen + new_bins[layer] > budget:  # its full-size boxes alone do not fit: give up at once
+                    saturated[layer] = True
+                    stage_t[layer] = -1.0
                     break
                 txn += 1
                 nj = 0
@@ -566,20 +577,22 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                             break
                         b = nopen
                         nopen += 1
-                        _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
-                        x = 0
-                        y = 0
-                    if saved[b] != txn:
-                        saved[b] = txn
-                        j_bin[nj] = b
-                        j_nfree[nj] = nfree[b]
-                        j_free[nj, :, :] = free[b, :, :]
-                        nj += 1
-                    _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
-                    if not share:
-                        nfree[b] = 0
-                        maxw[b] = 0
-                        maxh[b] = 0
+                        if full or not share:  # the crossbar is full (or never shared) at once
+                            bcls[b] = c
+                            nfree[b] = 0
+                            maxw[b] = 0
+                            maxh[b] = 0
+                        else:
+                            _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
+                            _place(free, nfree, maxw, maxh, b, 0, 0, w, h, scratch)
+                    else:
+                        if saved[b] != txn:  # journal crossbars opened before this copy (rollback)
+                            saved[b] = txn
+                            j_bin[nj] = b
+                            j_nfree[nj] = nfree[b]
+                            j_free[nj, :, :] = free[b, :, :]
+                            nj += 1
+                        _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
                     has[b, layer] += 1
                     if npl >= pl_box.shape[0]:
                         pl_box = _grow(pl_box, npl + 1)
@@ -605,14 +618,17 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         nfree[b] = 0
                         maxw[b] = 0
                         maxh[b] = 0
+                        has[b, layer] = 0
                     while npl > 0 and pl_box[npl - 1] >= ptr[layer] and pl_box[npl - 1] < ptr[layer + 1] \
                             and pl_copy[npl - 1] == copies[layer]:
                         npl -= 1
                     nopen = nopen0
                     saturated[layer] = True
+                    stage_t[layer] = -1.0
                     break
                 copies[layer] += 1
-                if _ceil_div(positions[layer], copies[layer]) * unit_ns[layer] <= second:
+                stage_t[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                if stage_t[layer] <= second:
                     break
 
     # ---- PPA ------------------------------------------------------------------------------------------
