@@ -115,17 +115,9 @@ class SimulatorService:
         self.warmup_s = time.perf_counter() - t0
 
     def _compile(self, pairs: list[tuple[Any, HardwareConfig]]) -> list[dict[str, Any]]:
-        """``rnc.simulator.compile_many`` (the batched entry point) where the installed simulator has it, else
-        ``compile_workload(...).summary()`` pair by pair (same keys)."""
-        import importlib.util
+        from rnc.simulator.batch import compile_many
 
-        if importlib.util.find_spec("rnc.simulator.batch") is not None:
-            from rnc.simulator.batch import compile_many
-
-            return list(compile_many(pairs, strategy=self.strategy, seed=self.seed))
-        from rnc.simulator.compiler import compile_workload
-
-        return [compile_workload(w, hw, self.strategy, seed=self.seed).summary() for w, hw in pairs]
+        return list(compile_many(pairs, strategy=self.strategy, seed=self.seed))
 
     def simulate(self, genomes: Sequence[Sequence[int]], hw: HardwareConfig) -> list[dict[str, Any]]:
         """PPA summaries of ``genomes`` on ``hw`` (hardware genes applied per genome), in input order."""

@@ -310,7 +310,16 @@ def run_launch(
         )
         checkpoint_dir = None
         if config.needs_accuracy:
-            checkpoint_dir = str(ensure_supernet_remote(config, cache_dir, resources, console))
+            checkpoint_dir = str(
+                ensure_supernet_remote(
+                    config,
+                    cache_dir,
+                    resources,
+                    console,
+                    on_cluster=address is not None,
+                    train_storage=storage_path / "supernet-train",
+                )
+            )
 
         tracker = start_tracking_writer(tracking_uri, config.name, launch_id)
         launch_run_id = ray.get(tracker.start_launch.remote(launch_id, launch_id, config.to_yaml(), provenance_tags()))
@@ -352,7 +361,9 @@ def run_launch(
                     max_concurrent_trials=config.pools.max_concurrent_trials,
                     sink_name=launch_id,
                 )
+            tune_started = time.monotonic()
             results = _fit_with_progress(tuner, config, launch_id, console, show_progress, PROGRESS_SINKS)
+            tune_ended = time.monotonic()
             tune_s = time.perf_counter() - t_tune
             records, errors = [], []
             for result in results:
@@ -414,6 +425,8 @@ def run_launch(
             "evaluators": eval_stats,
             "tracking": tracker_stats,
             "pool_sizes": sizes.__dict__,
+            "tune_window_monotonic": (tune_started, tune_ended),
+            "trials": {r.config["trial"]["key"]: dict(r.metrics or {}) for r in results},
         },
     )
 
@@ -452,27 +465,47 @@ def _fit_with_progress(
 
 
 def ensure_supernet_remote(
-    config: ExperimentConfig, cache_dir: Path, resources: dict[str, float], console: Console
+    config: ExperimentConfig,
+    cache_dir: Path,
+    resources: dict[str, float],
+    console: Console,
+    *,
+    on_cluster: bool,
+    train_storage: Path,
 ) -> Path:
-    """The supernet checkpoint: found in ``cache_dir`` or trained in a Ray task (on a GPU when the cluster has one)."""
+    """The supernet checkpoint, found in ``cache_dir`` or trained on first use.
+
+    With GPUs, or on a cluster (``--address``), training runs on Ray Train workers
+    (:func:`rnc.platform.training.ray_train_fn`: one worker per GPU, or two CPU workers); on a local CPU-only Ray
+    it runs in one Ray task, so the driver stays free for the progress display.
+    """
     import ray
 
     from rnc.search.supernet import ensure_supernet
 
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "epochs": config.supernet.epochs,
         "seed": config.seed,
         "cache_dir": str(cache_dir),
         "image_size": config.dataset.image_size,
         "data_root": config.dataset.root,
+        "download": config.dataset.download,
         "progress": False,
     }
-    task = ray.remote(num_cpus=1, num_gpus=1 if resources.get("GPU", 0) >= 1 else 0)(_ensure_supernet_task)
+    gpus = int(resources.get("GPU", 0))
+    t0 = time.perf_counter()
     with console.status(f"supernet for {config.space.name} on {config.dataset.name} (cached under {cache_dir})"):
-        t0 = time.perf_counter()
-        path = ray.get(task.remote(config.space.name, dict(config.space.options), config.dataset.name, kwargs))
+        if gpus or on_cluster:
+            from rnc.platform.training import ray_train_fn
+
+            train_fn = ray_train_fn(num_workers=gpus or 2, use_gpu=bool(gpus), storage_path=train_storage)
+            path = ensure_supernet(
+                config.space.name, dict(config.space.options), config.dataset.name, train_fn=train_fn, **kwargs
+            )
+        else:
+            task = ray.remote(num_cpus=1)(_ensure_supernet_task)
+            path = ray.get(task.remote(config.space.name, dict(config.space.options), config.dataset.name, kwargs))
     console.print(f"supernet checkpoint {path} ({time.perf_counter() - t0:.1f} s)")
-    del ensure_supernet
     return Path(path)
 
 

@@ -258,8 +258,10 @@ def find_launch_run(tracking_uri: str, run: str | None = None) -> Any:
             if runs:
                 break
     if not runs:
-        what = "any launch" if run is None else f"a launch named {run!r} (run id, run name or launch id)"
-        raise LookupError(f"{tracking_uri!r} holds no {what}; list them with `mlflow ui --backend-store-uri ...`")
+        what = "launch" if run is None else f"launch matching {run!r} (a run id, run name or launch id)"
+        raise LookupError(
+            f"{tracking_uri!r} holds no {what}; list launches with `mlflow ui --backend-store-uri {tracking_uri}`"
+        )
     return runs[0]
 
 

@@ -140,7 +140,8 @@ class TrackingWriter:
         self.candidate_runs: dict[str, str] = {}  # candidate_id -> run id (written or buffered)
         self._buffer: list[tuple[str, dict[str, Any]]] = []  # (trial run id, record)
         self._buffer_since: float | None = None
-        self.write_s = 0.0
+        self.write_s = 0.0  # every MLflow call of this writer
+        self.candidate_write_s = 0.0  # writing candidate runs only
         self.candidates_written = 0
         self._sql_store = self._bulk_store()
         self._pool = ThreadPoolExecutor(max_workers=8) if self._sql_store is None else None
@@ -267,6 +268,7 @@ class TrackingWriter:
         else:
             list(self._pool.map(self._write_client, batch))
         self.write_s += time.perf_counter() - t0
+        self.candidate_write_s += time.perf_counter() - t0
         self.candidates_written += len(batch)
         return len(batch)
 
@@ -313,6 +315,7 @@ class TrackingWriter:
             "candidates_written": self.candidates_written,
             "candidates_known": len(self.candidate_runs),
             "write_s": self.write_s,
+            "candidate_write_s": self.candidate_write_s,
             "bulk_sql": self._sql_store is not None,
             "launch_run_id": self.launch_run_id,
             "experiment_id": self.experiment_id,
@@ -352,40 +355,47 @@ class TrackingWriter:
         }
 
     def _write_sql(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """One transaction: the rows ``create_run`` + ``log_batch`` + ``set_terminated`` would write."""
+        """One transaction of bulk inserts: the rows ``create_run`` + ``log_batch`` + ``set_terminated`` write
+        (tables ``runs``, ``tags``, ``params``, ``metrics``, ``latest_metrics`` of MLflow's own ORM models)."""
         from mlflow.entities import LifecycleStage, RunStatus, SourceType
         from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
         from mlflow.utils.uri import append_to_uri_path
 
         experiment = self.client.get_experiment(self.experiment_id)
         now = int(time.time() * 1000)
+        runs, tags, params, metrics = [], [], [], []
+        for parent_run_id, record in batch:
+            run_id = self.candidate_runs[str(record["candidate_id"])]
+            run_tags = self._candidate_tags(parent_run_id, record)
+            runs.append(
+                {
+                    "run_uuid": run_id,
+                    "name": run_tags[RUN_NAME_TAG],
+                    "artifact_uri": append_to_uri_path(experiment.artifact_location, run_id, "artifacts"),
+                    "experiment_id": int(self.experiment_id),
+                    "source_type": SourceType.to_string(SourceType.UNKNOWN),
+                    "source_name": "",
+                    "entry_point_name": "",
+                    "user_id": "rnc-platform",
+                    "status": RunStatus.to_string(RunStatus.FINISHED),
+                    "start_time": int(record.get("timestamp_ms", now)),
+                    "end_time": now,
+                    "deleted_time": None,
+                    "source_version": "",
+                    "lifecycle_stage": LifecycleStage.ACTIVE,
+                }
+            )
+            tags += [{"key": k, "value": v, "run_uuid": run_id} for k, v in run_tags.items()]
+            params += [{"key": k, "value": v, "run_uuid": run_id} for k, v in candidate_params(record).items()]
+            metrics += [
+                {"key": k, "value": v, "timestamp": now, "step": 0, "is_nan": False, "run_uuid": run_id}
+                for k, v in candidate_metrics(record).items()
+            ]
         with self._sql_store.ManagedSessionMaker(read_only=False) as session:
-            for parent_run_id, record in batch:
-                run_id = self.candidate_runs[str(record["candidate_id"])]
-                tags = self._candidate_tags(parent_run_id, record)
-                run = SqlRun(
-                    name=tags[RUN_NAME_TAG],
-                    artifact_uri=append_to_uri_path(experiment.artifact_location, run_id, "artifacts"),
-                    run_uuid=run_id,
-                    experiment_id=int(self.experiment_id),
-                    source_type=SourceType.to_string(SourceType.UNKNOWN),
-                    source_name="",
-                    entry_point_name="",
-                    user_id="rnc-platform",
-                    status=RunStatus.to_string(RunStatus.FINISHED),
-                    start_time=int(record.get("timestamp_ms", now)),
-                    end_time=now,
-                    deleted_time=None,
-                    source_version="",
-                    lifecycle_stage=LifecycleStage.ACTIVE,
-                )
-                run.tags = [SqlTag(key=k, value=v) for k, v in tags.items()]
-                run.params = [SqlParam(key=k, value=v) for k, v in candidate_params(record).items()]
-                session.add(run)
-                for key, value in candidate_metrics(record).items():
-                    row = {"key": key, "value": value, "timestamp": now, "step": 0, "is_nan": False, "run_uuid": run_id}
-                    session.add(SqlMetric(**row))
-                    session.add(SqlLatestMetric(**row))
+            session.execute(SqlRun.__table__.insert(), runs)
+            for model, rows in ((SqlTag, tags), (SqlParam, params), (SqlMetric, metrics), (SqlLatestMetric, metrics)):
+                if rows:
+                    session.execute(model.__table__.insert(), rows)
 
     def _write_client(self, item: tuple[str, Mapping[str, Any]]) -> None:
         from mlflow.entities import Metric, Param

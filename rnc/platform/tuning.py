@@ -107,6 +107,7 @@ def search_trial(config: dict[str, Any]) -> None:
     from rnc.search.spaces import get_space
     from rnc.simulator import HardwareConfig
 
+    t_trial = time.perf_counter()
     for name in ("ray.tune", "ray.train", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)  # per-checkpoint INFO lines drown the progress display
     plan = config["trial"]
@@ -149,6 +150,7 @@ def search_trial(config: dict[str, Any]) -> None:
     batch_size = int(plan["batch_size"])
     needs_accuracy = bool(plan["needs_accuracy"])
     min_accuracy = plan["min_accuracy"]
+    setup_s = time.perf_counter() - t_trial
     while len(candidates) < evaluations:
         t0 = time.perf_counter()
         n = min(batch_size, evaluations - len(candidates))
@@ -208,6 +210,8 @@ def search_trial(config: dict[str, Any]) -> None:
             "generation_s": time.perf_counter() - t0,
             "simulate_s": t_sim,
             "evaluate_s": t_eval,
+            "setup_s": setup_s,
+            "trial_elapsed_s": time.perf_counter() - t_trial,
         }
         with tempfile.TemporaryDirectory() as tmp:
             state = {"searcher": searcher.state_dict(), "candidates": candidates, "generation": generation}
@@ -320,7 +324,7 @@ def build_tuner(
             verbose=0,
             log_to_file=True,
             callbacks=[ProgressCallback(sink_name)],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # a kept count forces state snapshots
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
