@@ -82,7 +82,7 @@ def slice_weights(q: torch.Tensor, weight_bits: int, cell_bits: int, encoding: s
 def quantize_inputs(x: torch.Tensor, scale: torch.Tensor | float, magnitude_bits: int, signed: bool) -> torch.Tensor:
     """Inputs to integers: ``round(x / scale)`` clipped to ``[0, 2**m - 1]`` (or ``[-(2**m - 1), 2**m - 1]``)."""
     top = 2**magnitude_bits - 1
-    return torch.clamp(torch.round(x / scale), -top if signed else 0, top)
+    return (x / scale).round_().clamp_(-top if signed else 0, top)
 
 
 def input_planes(

@@ -307,8 +307,11 @@ class AnalogLayer(nn.Module):
             sums = self._input_sums(x_q).permute(0, 2, 3, 1).reshape(n, ho, wo, self.groups, 1)
             digital = digital.view(n, ho, wo, self.groups, -1).sub_(self.input_sum_correction * sums)
             digital = digital.view(n, ho, wo, self.out_channels)
-        digital = digital.permute(0, 3, 1, 2)
-        return digital * (x_scale * self.weight_scale)
+        if isinstance(x_scale, torch.Tensor):  # per-sample scales (no calibrated range)
+            digital.mul_(x_scale.view(-1, 1, 1, 1) * self.weight_scale)
+        else:
+            digital.mul_(x_scale * self.weight_scale)
+        return digital.permute(0, 3, 1, 2)
 
     def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
         """Sum of the integer inputs over each output's receptive field, per group: ``(N, groups, Ho, Wo)``."""

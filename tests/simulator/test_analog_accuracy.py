@@ -1,5 +1,7 @@
 """Accuracy on the crossbars for a small CNN trained here on scikit-learn's digits (a few seconds, fixed seed)."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -52,7 +54,7 @@ def sweep(trained, values, make_hw) -> list[tuple[float, float]]:
 
 
 def assert_does_not_rise(rows: list[tuple[float, float]]) -> None:
-    for (better_mean, better_std), (worse_mean, worse_std) in zip(rows, rows[1:], strict=False):
+    for (better_mean, better_std), (worse_mean, worse_std) in itertools.pairwise(rows):
         noise = 2 * max(better_std, worse_std) + 0.5
         assert worse_mean <= better_mean + noise, rows
 
