@@ -159,7 +159,7 @@ def _new_state(max_bins, n_layers):
     maxw = np.zeros(max_bins, np.int64)
     maxh = np.zeros(max_bins, np.int64)
     bcls = np.full(max_bins, -1, np.int64)
-    has = np.zeros((max_bins, n_layers), np.int32)
+    has = np.zeros((n_layers, max_bins), np.int32)  # boxes of each layer on each crossbar
     return free, nfree, maxw, maxh, bcls, has
 
 
@@ -267,7 +267,7 @@ def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard, fir
         if bcls[b] != cls or maxw[b] < w or maxh[b] < h:
             continue
         penalty = 0
-        if has[b, layer] > 0:
+        if has[layer, b] > 0:
             if hard:
                 continue
             penalty = SOFT_PENALTY
@@ -295,7 +295,7 @@ def _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, sta
     before the first fitting one stays rejected and ``new_start`` skips it next time."""
     prefix = True
     for b in range(start, nopen):
-        fits = bcls[b] == cls and maxw[b] >= w and maxh[b] >= h and has[b, layer] == 0
+        fits = bcls[b] == cls and maxw[b] >= w and maxh[b] >= h and has[layer, b] == 0
         if fits:
             best_score = np.int64(1) << 62
             bx = -1
@@ -355,7 +355,7 @@ def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scra
             nfree[b] = 0
             maxw[b] = 0
             maxh[b] = 0
-        has[b, layer] += 1
+        has[layer, b] += 1
         pl_box[t] = k
         pl_bin[t] = b
         pl_x[t] = x
@@ -371,7 +371,7 @@ def _reset(state, nopen):
         maxw[b] = 0
         maxh[b] = 0
         bcls[b] = -1
-        has[b, :] = 0
+        has[:, b] = 0
 
 
 @njit(cache=True)
@@ -467,7 +467,7 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
                        pl_box, pl_bin, pl_x, pl_y)
     return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, nopen,
             free[:nopen].copy(), nfree[:nopen].copy(), maxw[:nopen].copy(), maxh[:nopen].copy(),
-            bcls[:nopen].copy(), has[:nopen].copy(), pl_box, pl_bin, pl_x, pl_y)
+            bcls[:nopen].copy(), has[:, :nopen].copy(), pl_box, pl_bin, pl_x, pl_y)
 
 
 @njit(cache=True)
@@ -491,7 +491,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     maxw[:nopen] = base_maxw
     maxh[:nopen] = base_maxh
     bcls[:nopen] = base_bcls
-    has[:nopen] = base_has
+    has[:, :nopen] = base_has
     scratch = np.empty((4 * MAX_FREE + 4, 5), np.int64)
     cap_p = max(16, nb * 2)
     pl_box = np.empty(cap_p, np.int64)
@@ -593,7 +593,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                             j_free[nj, :, :] = free[b, :, :]
                             nj += 1
                         _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
-                    has[b, layer] += 1
+                    has[layer, b] += 1
                     if npl >= pl_box.shape[0]:
                         pl_box = _grow(pl_box, npl + 1)
                         pl_bin = _grow(pl_bin, npl + 1)
@@ -612,13 +612,13 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         free[b, :, :] = j_free[q, :, :]
                         nfree[b] = j_nfree[q]
                         _refresh_max(free, nfree, maxw, maxh, b)
-                        has[b, layer] = 0
+                        has[layer, b] = 0
                     for b in range(nopen0, nopen):
                         bcls[b] = -1
                         nfree[b] = 0
                         maxw[b] = 0
                         maxh[b] = 0
-                        has[b, layer] = 0
+                        has[layer, b] = 0
                     while npl > 0 and pl_box[npl - 1] >= ptr[layer] and pl_box[npl - 1] < ptr[layer + 1] \
                             and pl_copy[npl - 1] == copies[layer]:
                         npl -= 1
