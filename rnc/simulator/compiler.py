@@ -190,10 +190,15 @@ def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, clas
     return base
 
 
-def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None):
-    """Compile (cached base packing, then duplication and PPA); returns the kernel's arrays and the classes."""
+def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None,
+               classes: tuple | None = None):
+    """Compile (cached base packing, then duplication and PPA); returns the kernel's arrays and the classes.
+
+    ``params`` (:func:`ppa_parameters`) and ``classes`` (:func:`crossbar_classes`) may be passed when the
+    caller already has them for this hardware (and workload)."""
     a = workload_arrays(workload)
-    classes = crossbar_classes(workload, hw)
+    if classes is None:
+        classes = crossbar_classes(workload, hw)
     _xr, _xc, cls, cls_r, cls_c = classes
     if params is None:
         params = ppa_parameters(hw)
@@ -441,4 +446,4 @@ def lower_bound_crossbars(workload: Workload, hw: HardwareConfig) -> int:
     return math.ceil(cells / (hw.crossbar_rows * hw.crossbar_cols))
 
 
-__all__ = ["ENERGY_CATEGORIES", "CompileError", "CompileResult", "Placement", "compile_workload"]
+__all__ = ["ENERGY_CATEGORIES", "CompileError", "CompileResult", "Placement", "clear_compile_cache", "compile_workload"]
