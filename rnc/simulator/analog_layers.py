@@ -316,7 +316,7 @@ class AnalogLayer(nn.Module):
     def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
         """Sum of the integer inputs over each output's receptive field, per group: ``(N, groups, Ho, Wo)``."""
         n, _, h, w = x_q.shape
-        per_group = x_q.view(n, self.groups, -1, h, w).sum(dim=2)
+        per_group = x_q.reshape(n, self.groups, -1, h, w).sum(dim=2)
         if self._ones is None or self._ones.device != x_q.device:
             self._ones = torch.ones(self.groups, 1, *self.kernel, device=x_q.device)
         return F.conv2d(per_group, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
