@@ -154,3 +154,29 @@ def test_without_calibration_inputs_scale_per_sample():
     full = analog(x)
     assert torch.equal(full[2:3], analog(x[2:3]))  # one sample's output does not depend on the batch
     assert torch.allclose(full, model(x), atol=0.02 * model(x).abs().max().item())
+
+
+@pytest.mark.parametrize("chunk_bytes", [4096, 200_000])
+def test_chunked_reads_equal_one_read(monkeypatch, chunk_bytes):
+    import rnc.simulator.analog_layers as layers_module
+
+    torch.manual_seed(0)
+    model = Mixed().eval()
+    x = torch.randn(5, 3, 12, 12)
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=2, adc_bits=6, crossbar_rows=32)
+    analog = to_analog(model, hw, seed=0, calibration=[x])
+    whole = analog(x)
+    monkeypatch.setattr(layers_module, "PARTIAL_SUM_CHUNK_BYTES", chunk_bytes)
+    assert torch.allclose(analog(x), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_tensor_fallback_of_fused_adc_matches_kernel():
+    from rnc.simulator.analog_arith import adc_shift_add_
+
+    gen = torch.Generator().manual_seed(1)
+    ps = torch.rand(3, 7, 2, 3, 5, 4, generator=gen) * 40
+    weights = torch.randn(3, 4, generator=gen)
+    fused, fallback = torch.zeros(7, 2, 5), torch.zeros(7, 2, 5, dtype=torch.float64)
+    adc_shift_add_(ps, weights, 5, True, fused)  # Numba kernel (float32 on CPU)
+    adc_shift_add_(ps.double(), weights, 5, True, fallback)  # tensor operations (the GPU path)
+    assert torch.allclose(fused.double(), fallback, atol=1e-4)
