@@ -166,3 +166,70 @@ def test_bad_arguments_raise_clear_errors(squeezenet):
         compile_workload("squeezenet", hw)
     with pytest.raises(CompileError, match="pair 0"):
         compile_many([(squeezenet,)])
+
+
+def _plan_arrays(result):
+    return (result._totals.tobytes(), result._layer_table.tobytes(), result._placements.tobytes(),
+            result._boxes.tobytes(), result._crossbar_class.tobytes())
+
+
+def test_base_packing_cache_never_changes_results(mobilenet):
+    """Cold compiles (cache cleared), warm ones (base reused across budgets) and the uncached one-call kernel
+    give bit-identical plans and PPA."""
+    from rnc.simulator import compiler
+    from rnc.simulator import kernels as K  # noqa: N812
+    from rnc.simulator.ppa import ppa_parameters
+
+    hw = HardwareConfig.preset("rnc")
+    budgets = (0, 96, 128, 200, 256)
+    cold = {}
+    for split in (1, 3):
+        for budget in budgets:
+            compiler.clear_compile_cache()
+            cold[split, budget] = _plan_arrays(compile_workload(mobilenet, hw, crossbars=budget, depthwise_split=split))
+    for split in (1, 3):
+        for budget in reversed(budgets):  # warm: every budget after the first reuses the cached base
+            warm = compile_workload(mobilenet, hw, crossbars=budget, depthwise_split=split)
+            assert _plan_arrays(warm) == cold[split, budget]
+    a = compiler.workload_arrays(mobilenet)
+    xr, xc, cls, cls_r, cls_c = compiler.crossbar_classes(mobilenet, hw)
+    one_call = K.compile_kernel(
+        a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], a["out_channels"], a["kernel_area"],
+        a["positions"], a["pred_ptr"], a["pred_idx"], xr, xc, cls, cls_r, cls_c, 1, ppa_parameters(hw),
+        True, True, True, 200, 1, 4, 0,
+    )
+    assert tuple(x.tobytes() for x in one_call) == cold[1, 200]
+
+
+def test_base_cache_keyed_by_what_the_packing_depends_on(squeezenet):
+    """Different seeds, restarts, crossbar sizes and cell bits never share a cached base; timing-only changes do."""
+    from rnc.simulator import compiler
+
+    hw = HardwareConfig.preset("rnc").with_updates(crossbars=128)
+    variants = [
+        {}, {"seed": 5}, {"restarts": 0},
+    ]
+    hws = [hw, hw.with_updates(crossbar_rows=64, crossbar_cols=64), hw.with_updates(cell_bits=4),
+           hw.with_updates(read_ns=50.0)]
+    warm = {(i, j): _plan_arrays(compile_workload(squeezenet, h, **v))
+            for i, h in enumerate(hws) for j, v in enumerate(variants)}
+    for (i, j), plan in warm.items():
+        compiler.clear_compile_cache()
+        assert _plan_arrays(compile_workload(squeezenet, hws[i], **variants[j])) == plan
+    assert warm[0, 0][3] == warm[3, 0][3]  # read_ns changes timing (and so duplication), not the boxes
+    assert warm[0, 0][0] != warm[3, 0][0]
+    assert warm[0, 0][3] != warm[1, 0][3]
+
+
+@pytest.mark.parametrize("strategy", ["rnc", "isaac"])
+def test_compile_many_equals_compile_workload_pair_by_pair(squeezenet, mobilenet, strategy):
+    base = HardwareConfig.preset("rnc")
+    hws = [base.with_updates(crossbars=b) for b in (0, 64, 128, 256)]
+    hws += [base.with_updates(crossbar_rows=256, crossbar_cols=256, cell_bits=4, crossbars=48)]
+    pairs = [(w, h) for h in hws for w in (squeezenet, mobilenet)]
+    pairs += pairs[:3]  # repeated objects reuse cached parameters and classes
+    options = {"duplicate": True} if strategy == "isaac" else {"depthwise_split": 2}
+    batch = compile_many(pairs, strategy, seed=3, **options)
+    assert len(batch) == len(pairs)
+    for (w, h), summary in zip(pairs, batch, strict=True):
+        assert summary == compile_workload(w, h, strategy, seed=3, **options).summary()

@@ -97,3 +97,20 @@ def test_feasibility_is_monotone_in_the_budget(workload, hw, strategy, budgets):
     assert len({r.min_crossbars for r in results}) == 1
     flags = [r.feasible for r in results]
     assert flags == sorted(flags)  # once feasible, feasible for every larger budget
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workload=layer_tables(), hw=hardware(), strategy=st.sampled_from(["rnc", "isaac"]),
+       budgets=st.lists(st.integers(0, 200), min_size=2, max_size=4), seed=st.integers(0, 3))
+def test_cached_base_packing_gives_the_same_plans(workload, hw, strategy, budgets, seed):
+    """Compiles that reuse the cached base packing equal compiles from an empty cache, budget by budget."""
+    from rnc.simulator.compiler import clear_compile_cache
+
+    def plan(result):
+        return (result._totals.tobytes(), result._layer_table.tobytes(), result._placements.tobytes())
+
+    warm = [plan(compile_workload(workload, hw, strategy=strategy, crossbars=b, restarts=2, seed=seed))
+            for b in budgets]
+    for b, expected in zip(budgets, warm, strict=True):
+        clear_compile_cache()
+        assert plan(compile_workload(workload, hw, strategy=strategy, crossbars=b, restarts=2, seed=seed)) == expected
