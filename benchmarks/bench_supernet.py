@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--standalone-epochs", type=int, default=10)
     parser.add_argument("--standalone-json", type=Path, help="Reuse stand-alone accuracies written earlier.")
     parser.add_argument("--only-standalone", action="store_true", help="Only train the stand-alone subnets.")
+    parser.add_argument("--standalone-range", default=None, help="START:STOP, train only these picks (split runs).")
     parser.add_argument("--eval-repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
     args = parser.parse_args()
@@ -99,7 +100,10 @@ def main() -> None:
         else:
             standalone = []
             cpu = time.process_time()
+            start, stop = (int(v) for v in (args.standalone_range or f"0:{len(genomes)}").split(":"))
             for i, genome in enumerate(genomes):
+                if not start <= i < stop:
+                    continue
                 _, acc = train_standalone(space, genome, splits, epochs=args.standalone_epochs, seed=args.seed)
                 standalone.append(acc)
                 print(f"stand-alone {i + 1}/{len(genomes)} {space.key(genome)}: {acc:.4f}", flush=True)

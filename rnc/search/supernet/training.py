@@ -69,6 +69,18 @@ def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, A
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+@torch.no_grad()
+def _clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> None:
+    """Scale gradients so their global L2 norm is at most ``max_norm`` (as ``nn.utils.clip_grad_norm_``)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(scale)
+
+
 def _soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
@@ -138,6 +150,7 @@ def train_supernet(
         return 0.5 * lr * (1 + math.cos(math.pi * progress_frac))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / lr)
+    parameters = list(supernet.parameters())
     largest, smallest = space.largest(), space.smallest()
     history: list[dict[str, float]] = []
     images_seen = 0
@@ -173,7 +186,7 @@ def train_supernet(
                     for genome in students:
                         supernet.set_active(genome)
                         _soft_cross_entropy(model(images), teacher).backward()
-                nn.utils.clip_grad_norm_(supernet.parameters(), 5.0)
+                _clip_grad_norm(parameters, 5.0)
                 optimizer.step()
                 scheduler.step()
                 loss_sum += float(loss.detach()) * len(labels)
@@ -304,13 +317,14 @@ def train_standalone(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    parameters = list(model.parameters())
     for _ in range(epochs):
         model.train()
         for images, labels in loader:
             images = images.to(device).contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(model(images), labels.to(device), label_smoothing=0.1).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            _clip_grad_norm(parameters, 5.0)
             optimizer.step()
             scheduler.step()
     test = [(x.to(device, memory_format=torch.channels_last), y.to(device)) for x, y in _materialize(splits.test, 512)]
