@@ -169,3 +169,29 @@ def test_supernet_shares_weights_between_depths_and_widths():
     supernet.set_active(small)
     supernet.extract(big)
     assert supernet.active_stages == 1 and supernet.stages[0].candidates["res"].depth == 1
+
+
+def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
+    """The first stage's ``res`` projection (1x1, stride 2, 3 input channels) on channels-last tensors: oneDNN's
+    strided 1x1 backward-weights kernel corrupts the heap or returns wrong gradients there (oneDNN #6035); the
+    supernet's subsampled pointwise conv must give a plain ``nn.Conv2d``'s output and gradients."""
+    from rnc.search.supernet.imc_supernet import SubsampledPointwiseConv2d
+
+    torch.manual_seed(0)
+    space = ImcBlocksSpace(input_shape=(3, 16, 16), max_stages=3, widths=(8, 16))
+    supernet = space.build_supernet().to(memory_format=torch.channels_last)
+    shortcut = supernet.stages[0].candidates["res"].units[0].shortcut.conv
+    assert isinstance(shortcut, SubsampledPointwiseConv2d) and shortcut.stride == 2
+    reference = torch.nn.Conv2d(3, 16, 1, 2, 0, bias=False)
+    reference.weight.data.copy_(shortcut.weight.detach())
+    x = torch.randn(8, 3, 16, 16)
+    grad_out = torch.randn(8, 16, 8, 8)
+    shortcut.active_out = 16
+    out = shortcut(x.contiguous(memory_format=torch.channels_last))
+    out.backward(grad_out)
+    expected = reference(x)
+    expected.backward(grad_out)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(shortcut.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    exported = shortcut.export()
+    assert (exported.kernel_size, exported.stride, exported.padding) == ((1, 1), (2, 2), (0, 0))
