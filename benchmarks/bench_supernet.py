@@ -1,6 +1,6 @@
 """Supernet benchmark on digits: training time, largest/smallest accuracy, evaluation time, ranking fidelity.
 
-Usage (the defaults are those of the embedded launch: mbv3 at 32x32, 10 epochs, one torch thread)::
+Usage (the defaults are those of the embedded launch: mbv3 at 16x16, 10 epochs, one torch thread)::
 
     python benchmarks/bench_supernet.py --out /tmp/bench-supernet.json
     python benchmarks/bench_supernet.py --checkpoint DIR --standalone 12 --standalone-epochs 10
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="Reuse this supernet checkpoint instead of training one.")
     parser.add_argument("--train-dir", type=Path, default=Path("/tmp/rnc-bench-supernet"))
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

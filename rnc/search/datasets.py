@@ -11,7 +11,7 @@
 Datasets:
 
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes; no network needed).
-  Pixel values 0..16 are scaled to 0..1, upsampled bilinearly to ``image_size`` (default 32) and replicated
+  Pixel values 0..16 are scaled to 0..1, upsampled bilinearly to ``image_size`` (default 16) and replicated
   to **3 channels** so every convolutional space takes them unchanged; then standardised with the training
   mean and std. Fixed seeded split: 20% test (359 images), the rest train (1,438); ``calib`` is 256 training
   images. Training augmentation: random translation by up to ``image_size // 16`` pixels.
@@ -87,7 +87,7 @@ def load_dataset(
     if image_size is not None and int(image_size) < 8:
         raise DatasetError(f"dataset {name!r}: image_size must be at least 8 pixels, got {image_size}")
     if name == "digits":
-        return _digits(image_size or 32, seed)
+        return _digits(image_size or 16, seed)
     if name in ("cifar10", "cifar100"):
         return _cifar(name, Path(root).expanduser() if root else default_root(), image_size, download, seed)
     if name == "imagefolder":
