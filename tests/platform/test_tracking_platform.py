@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from rnc.platform.tracking import CANDIDATE_METRICS, TrackingWriter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _records(trial: str, n: int) -> list[dict]:
