@@ -5,10 +5,13 @@ Each command lives in its own module under :mod:`rnc.platform.commands` and expo
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import typer
+
+from rnc.platform.commands import compile as compile_command
+from rnc.platform.commands import launch as launch_command
+from rnc.platform.commands import report as report_command
+from rnc.platform.commands import spaces as spaces_command
+from rnc.platform.commands import supernet as supernet_command
 
 app = typer.Typer(
     name="rnc-platform",
@@ -18,13 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Command modules, in help order: compile (simulator), spaces + supernet (search), launch + report (platform).
-COMMAND_MODULES = ("compile", "spaces", "supernet", "launch", "report")
-
-for _name in COMMAND_MODULES:
-    _module_name = f"rnc.platform.commands.{_name}"
-    if importlib.util.find_spec(_module_name) is not None:
-        importlib.import_module(_module_name).register(app)
+# In help order: compile (simulator), spaces + supernet (search), launch + report (platform).
+for _command in (compile_command, spaces_command, supernet_command, launch_command, report_command):
+    _command.register(app)
 
 
 def main() -> None:
