@@ -484,8 +484,13 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     n = rows.shape[0]
     nb = b_layer.shape[0]
     max_bins = max(nb, budget) + 1
-    state = _new_state(max_bins, n)
-    free, nfree, maxw, maxh, bcls, has = state
+    # only the first nfree[b] rectangles of a crossbar are ever read, so ``free`` needs no zeroing
+    free = np.empty((max_bins, MAX_FREE, 4), np.int64)
+    nfree = np.zeros(max_bins, np.int64)
+    maxw = np.zeros(max_bins, np.int64)
+    maxh = np.zeros(max_bins, np.int64)
+    bcls = np.full(max_bins, -1, np.int64)
+    has = np.zeros((n, max_bins), np.int32)
     free[:nopen] = base_free
     nfree[:nopen] = base_nfree
     maxw[:nopen] = base_maxw
@@ -590,7 +595,9 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                             saved[b] = txn
                             j_bin[nj] = b
                             j_nfree[nj] = nfree[b]
-                            j_free[nj, :, :] = free[b, :, :]
+                            for r in range(nfree[b]):  # only the live free rectangles
+                                for f in range(4):
+                                    j_free[nj, r, f] = free[b, r, f]
                             nj += 1
                         _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
                     has[layer, b] += 1
@@ -609,7 +616,9 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                 if not ok:  # roll the partial copy back
                     for q in range(nj - 1, -1, -1):
                         b = j_bin[q]
-                        free[b, :, :] = j_free[q, :, :]
+                        for r in range(j_nfree[q]):
+                            for f in range(4):
+                                free[b, r, f] = j_free[q, r, f]
                         nfree[b] = j_nfree[q]
                         _refresh_max(free, nfree, maxw, maxh, b)
                         has[layer, b] = 0
