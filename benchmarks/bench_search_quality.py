@@ -122,14 +122,28 @@ class Mbv3Problem:
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
-def run_search(problem: Any, name: str, seed: int, evaluations: int, batch: int, progress: Progress, task: Any):
+def parse_searcher(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"bayes"`` or ``"bayes:n_ei_candidates=96,encoding=categorical"`` -> (name, options); values are JSON when
+    they parse as JSON, strings otherwise."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--searchers {spec!r}: options are KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
+
+
+def run_search(problem: Any, spec: str, seed: int, evaluations: int, batch: int, progress: Progress, task: Any):
+    name, options = parse_searcher(spec)
+    if name == "nsga2":
+        options.setdefault("pop_size", batch)
     searcher = make_searcher(
-        name,
-        problem.n_choices,
-        len(problem.objective_names),
-        seed=seed,
-        n_constraints=problem.n_constraints,
-        **({"pop_size": batch} if name == "nsga2" else {}),
+        name, problem.n_choices, len(problem.objective_names), seed=seed, n_constraints=problem.n_constraints, **options
     )
     F, G = [], []
     searcher_s = 0.0
@@ -150,7 +164,12 @@ def run_search(problem: Any, name: str, seed: int, evaluations: int, batch: int,
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problem", choices=["mbv3", "zdt"], default="mbv3")
-    parser.add_argument("--searchers", nargs="+", default=["nsga2", "bayes", "random"])
+    parser.add_argument(
+        "--searchers",
+        nargs="+",
+        default=["nsga2", "bayes", "random"],
+        help="searcher names, optionally with options: bayes:n_ei_candidates=96,encoding=categorical",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--evaluations", type=int, default=300)
     parser.add_argument("--batch", type=int, default=20)
