@@ -82,14 +82,21 @@ def config_hash(config: ExperimentConfig) -> str:
 
 
 def provenance_tags() -> dict[str, str]:
-    """Git revision of the working directory (when it is a repository) and versions of the main packages."""
+    """Git revision (of the working directory when it is a repository, else of the installed ``rnc`` sources) and
+    versions of the main packages."""
+    import rnc
+
     tags: dict[str, str] = {}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        if rev.returncode == 0:
-            tags["mlflow.source.git.commit"] = rev.stdout.strip()
-            dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10)
-            tags["git.dirty"] = str(bool(dirty.stdout.strip())).lower()
+    for where in (Path.cwd(), Path(rnc.__file__).resolve().parent):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            git = ["git", "-C", str(where)]
+            rev = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+            if rev.returncode == 0:
+                dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True, timeout=10)
+                tags["mlflow.source.git.commit"] = rev.stdout.strip()
+                tags["git.dirty"] = str(bool(dirty.stdout.strip())).lower()
+                tags["git.repository"] = str(where)
+                break
     for package in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             tags[f"version.{package}"] = metadata.version(package)
