@@ -1,0 +1,89 @@
+"""Launch building blocks without Ray: pool sizing, constraint violations, objective rows, batch splitting,
+trial seeds, and the Pareto front columns against a brute-force sort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnc.platform.actors import _split, default_pool_sizes
+from rnc.platform.report import compute_fronts
+from rnc.platform.tuning import hardware_violations, objective_row, trial_key, trial_seed
+
+
+def test_pool_sizes_from_resources() -> None:
+    two_cores = default_pool_sizes({"CPU": 2}, needs_accuracy=True)
+    assert (two_cores.simulators, two_cores.evaluators, two_cores.evaluator_gpus) == (1, 1, 0.0)
+    big = default_pool_sizes({"CPU": 16}, needs_accuracy=True)
+    assert (big.simulators, big.evaluators) == (11, 4)
+    gpus = default_pool_sizes({"CPU": 16, "GPU": 2}, needs_accuracy=True)
+    assert (gpus.simulators, gpus.evaluators, gpus.evaluator_gpus) == (15, 2, 1.0)
+    shared = default_pool_sizes({"CPU": 16, "GPU": 1}, needs_accuracy=True, evaluators=4)
+    assert (shared.evaluators, shared.evaluator_gpus) == (4, 0.25)
+    sim_only = default_pool_sizes({"CPU": 8}, needs_accuracy=False)
+    assert (sim_only.simulators, sim_only.evaluators) == (7, 0)
+    assert default_pool_sizes({"CPU": 8}, needs_accuracy=False, simulators=3).simulators == 3
+
+
+def test_hardware_violations() -> None:
+    fits = {"feasible": True, "min_crossbars": 48, "latency_ns": 2e6}
+    too_big = {"feasible": False, "min_crossbars": 80, "latency_ns": 2e6}
+    assert hardware_violations(fits, budget=64, fit_budget=True, max_latency_ns=None) == {"fit_budget": -0.25}
+    assert hardware_violations(too_big, budget=64, fit_budget=True, max_latency_ns=None) == {"fit_budget": 0.25}
+    assert hardware_violations(too_big, budget=0, fit_budget=True, max_latency_ns=None) == {"fit_budget": 0.0}
+    # the compiler's verdict wins: infeasible although the count alone would fit
+    odd = {"feasible": False, "min_crossbars": 60}
+    assert hardware_violations(odd, budget=64, fit_budget=True, max_latency_ns=None)["fit_budget"] > 0
+    lat = hardware_violations(fits, budget=64, fit_budget=False, max_latency_ns=1e6)
+    assert lat == {"max_latency_ns": pytest.approx(1.0)}
+
+
+def test_objective_row_signs_and_missing_values() -> None:
+    objectives = [("accuracy", -1.0), ("latency_ns", 1.0)]
+    assert objective_row({"accuracy": 0.9, "latency_ns": 5.0}, objectives, [0.0, 100.0]) == [-0.9, 5.0]
+    assert objective_row({"accuracy": None, "latency_ns": float("nan")}, objectives, [0.0, 100.0]) == [0.0, 100.0]
+
+
+def test_split_keeps_order_and_balance() -> None:
+    items = list(range(11))
+    parts = _split(items, 3)
+    assert [len(p) for p in parts] == [4, 4, 3]
+    assert [x for p in parts for x in p] == items
+    assert _split(items[:2], 5) == [[0], [1]]
+    assert _split([], 3) == [[]]
+
+
+def test_trial_names_and_seeds() -> None:
+    assert trial_key("nsga2", 64) == "nsga2-b64"
+    assert trial_key("bayes", 0) == "bayes-bunl"
+    seeds = [trial_seed(0, i) for i in range(8)]
+    assert len(set(seeds)) == 8 and seeds == [trial_seed(0, i) for i in range(8)]
+    assert trial_seed(1, 0) != trial_seed(0, 0)
+
+
+def test_fronts_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame(
+        {
+            "candidate_id": [f"t/{i}" for i in range(n)],
+            "budget": rng.choice([32, 64], n),
+            "feasible": rng.random(n) > 0.2,
+            "accuracy": rng.integers(0, 20, n) / 20,  # ties on purpose
+            "latency_ns": rng.integers(1, 30, n) * 1e3,
+        }
+    )
+    objectives = [("accuracy", "max"), ("latency_ns", "min")]
+    out = compute_fronts(df, objectives)
+    F = np.column_stack([-df.accuracy.to_numpy(), df.latency_ns.to_numpy()])
+
+    def front(mask: np.ndarray) -> set[int]:
+        idx = np.flatnonzero(mask & df.feasible.to_numpy())
+        return {int(i) for i in idx if not any(np.all(F[j] <= F[i]) and np.any(F[j] < F[i]) for j in idx)}
+
+    assert set(np.flatnonzero(out.pareto_global.to_numpy())) == front(np.ones(n, dtype=bool))
+    expected = set()
+    for b in (32, 64):
+        expected |= front(df.budget.to_numpy() == b)
+    assert set(np.flatnonzero(out.pareto_budget.to_numpy())) == expected
