@@ -45,7 +45,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--standalone", type=int, default=0, help="Subnets trained from scratch (Kendall tau).")
     parser.add_argument("--standalone-epochs", type=int, default=10)
-    parser.add_argument("--standalone-json", type=Path, help="Reuse stand-alone accuracies written earlier.")
+    parser.add_argument(
+        "--standalone-json", type=Path,
+        help='Reuse stand-alone accuracies: {"standalone_accuracy": [acc or null per pick]} (e.g. from split runs).',
+    )
     parser.add_argument("--only-standalone", action="store_true", help="Only train the stand-alone subnets.")
     parser.add_argument("--standalone-range", default=None, help="START:STOP, train only these picks (split runs).")
     parser.add_argument("--eval-repeats", type=int, default=10)
@@ -95,8 +98,10 @@ def main() -> None:
 
     if args.standalone:
         genomes = _pick_genomes(space, args.standalone, args.seed + 2026)
-        if args.standalone_json:
+        if args.standalone_json:  # null entries (picks not trained) are left out of the ranking
             standalone = json.loads(args.standalone_json.read_text())["standalone_accuracy"]
+            genomes = [g for g, acc in zip(genomes, standalone, strict=True) if acc is not None]
+            standalone = [acc for acc in standalone if acc is not None]
         else:
             standalone = []
             cpu = time.process_time()

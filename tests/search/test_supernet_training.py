@@ -20,6 +20,7 @@ from rnc.search.supernet import (
     load_supernet,
     train_supernet,
 )
+from rnc.search.supernet.evaluate import top1_accuracy
 from rnc.search.supernet.training import train_from_spec
 from rnc.simulator import HardwareConfig
 
@@ -88,6 +89,8 @@ def test_evaluator_float_and_hardware_accuracy(checkpoint, tiny_splits, tiny_spa
     assert set(result) == {"accuracy", "hw_accuracy"} and result["hw_accuracy"] is None
     assert 0.0 <= result["accuracy"] <= 1.0
     assert evaluator.evaluate(tiny_space.largest()) == result  # recalibration is deterministic
+    genome = tiny_space.sample(np.random.default_rng(5))  # supernet path == extracted standalone subnet
+    assert evaluator.evaluate(genome)["accuracy"] == top1_accuracy(evaluator.subnet(genome), evaluator.test_batches)
     hw = evaluator.evaluate(tiny_space.smallest(), hw=HardwareConfig.preset("rnc"), seed=1)
     assert isinstance(hw["hw_accuracy"], float) and 0.0 <= hw["hw_accuracy"] <= 1.0
 
