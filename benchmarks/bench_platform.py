@@ -3,8 +3,9 @@
 Measures, on a local Ray and a SQLite MLflow store in a temporary folder:
 
 - overhead: the share of the Tune phase's wall time spent outside evaluation (Ray, Tune, searchers, MLflow),
-  evaluation being the simulator actors' compile time (``SimulatorService.stats()["compile_s"]``), with one
-  simulator actor, on N candidates (default 1,000: 2 searchers x 2 budgets x 250);
+  evaluation being the simulator actors' compile time (``SimulatorService.stats()["compile_s"]``), on N
+  candidates (default 1,000: 2 searchers x 2 budgets x 250); and, inside the trials' ask/tell loops, the share
+  of loop time outside the calls to the actor pools (ask, tell, fronts, checkpoint, ``tune.report``);
 - MLflow cost per candidate, amortized: the tracking actor's write time / candidates written;
 - driver memory: the driver's RSS sampled every 0.25 s during the Tune phase (first and last sample, peak);
 - scaling: candidates/s of the Tune phase with 1 and 2 simulator actors.
@@ -104,7 +105,10 @@ def main() -> None:
                         "evaluation_s": round(eval_wall_s, 2),
                         "cache_hits": sum(s["hits"] for s in stats["simulators"]),
                         "overhead_share_tune": round(1 - eval_wall_s / tune_s, 3),
-                        "overhead_share_in_loops": round(1 - compile_s / sum(loop_s), 3),
+                        "overhead_share_in_loops": round(
+                            sum(t["outside_evaluation_s"] for t in trials) / sum(loop_s), 3
+                        ),
+                        "waiting_for_pools_s_per_trial": [round(t["waiting_for_pools_s"], 2) for t in trials],
                         "candidates_per_s_tune": round(n / tune_s, 1),
                         "mlflow_candidate_ms": round(
                             1e3 * tracking["candidate_write_s"] / tracking["candidates_written"], 2

@@ -151,6 +151,8 @@ def search_trial(config: dict[str, Any]) -> None:
     needs_accuracy = bool(plan["needs_accuracy"])
     min_accuracy = plan["min_accuracy"]
     setup_s = time.perf_counter() - t_trial
+    waiting_s = 0.0  # cumulative time this trial waited for the actor pools (evaluation, queueing included)
+    outside_s = 0.0  # cumulative time in the loop outside evaluation: ask, tell, fronts, checkpoint, report
     while len(candidates) < evaluations:
         t0 = time.perf_counter()
         n = min(batch_size, evaluations - len(candidates))
@@ -197,6 +199,7 @@ def search_trial(config: dict[str, Any]) -> None:
         candidates.extend(records)
         generation += 1
 
+        waiting_s += t_eval
         F = np.asarray([c["objectives"] for c in candidates], dtype=float)
         feasible = np.asarray([c["feasible"] for c in candidates], dtype=bool)
         hv = (
@@ -212,7 +215,10 @@ def search_trial(config: dict[str, Any]) -> None:
             "evaluate_s": t_eval,
             "setup_s": setup_s,
             "trial_elapsed_s": time.perf_counter() - t_trial,
+            "waiting_for_pools_s": waiting_s,
+            "outside_evaluation_s": outside_s + (time.perf_counter() - t0 - t_eval),
         }
+        t_report = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             state = {"searcher": searcher.state_dict(), "candidates": candidates, "generation": generation}
             (Path(tmp) / CHECKPOINT_FILE).write_text(json.dumps(state))
@@ -221,6 +227,7 @@ def search_trial(config: dict[str, Any]) -> None:
         tracker.log_trial_metrics.remote(
             key, generation, {k: metrics[k] for k in ("evaluated", "feasible", "hypervolume")}
         )
+        outside_s = metrics["outside_evaluation_s"] + (time.perf_counter() - t_report)
 
 
 def _candidate_record(
