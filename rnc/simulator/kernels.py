@@ -71,9 +71,9 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
     A layer is a set of weight matrices, each partitioned into crossbar-sized boxes (row blocks x column
     blocks). ``isaac`` mapping (``rnc_mapping=False``): one matrix per group of ``rows x cols_per_group *
     slices`` cells. ``rnc`` mapping: depthwise layers (groups == in_channels > 1) as RNC maps them, one
-    matrix of ``K*K`` rows x ``C * slices`` columns evaluated one channel at a time, split into
-    ``max(dw_split, ceil(C / channels_per_crossbar))`` column chunks of consecutive channels; other layers as
-    in ``isaac``.
+    matrix of ``K*K`` rows x ``C * multiplier * slices`` columns (``multiplier = Cout / C``) evaluated one
+    channel at a time, split into ``max(dw_split, ceil(C / channels_per_crossbar))`` column chunks of
+    consecutive channels; other layers as in ``isaac``.
 
     Returns per-box ``layer, group, h, w, active_w, row0, col0`` (row/column offset inside the matrix), the
     CSR pointer of each layer's boxes and each layer's ``seq`` (sequential reads per output position).
@@ -86,7 +86,8 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
         g = groups[layer]
         depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
         if depthwise:
-            per_xbar = max(1, C // slices)
+            per_ch = cols_per_group[layer] * slices  # columns of one channel (channel multiplier x slices)
+            per_xbar = max(1, C // per_ch)
             chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
             base, extra = g // chunks, g % chunks
             seq[layer] = base + (1 if extra > 0 else 0)
@@ -94,7 +95,7 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
             total = 0
             for k in range(chunks):
                 ch = base + (1 if k < extra else 0)
-                total += rb * _ceil_div(ch * slices, C)
+                total += rb * _ceil_div(ch * per_ch, C)
             counts[layer] = total
         else:
             counts[layer] = g * _ceil_div(rows[layer], R) * _ceil_div(cols_per_group[layer] * slices, C)
@@ -115,8 +116,9 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
         g = groups[layer]
         depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
         k = ptr[layer]
+        per_ch = cols_per_group[layer] * slices
         if depthwise:
-            per_xbar = max(1, C // slices)
+            per_xbar = max(1, C // per_ch)
             chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
             base, extra = g // chunks, g % chunks
             mats, H = chunks, rows[layer]
@@ -125,7 +127,7 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
             mats, H = g, rows[layer]
         for m in range(mats):
             ch = base + (1 if m < extra else 0)
-            W = ch * slices if depthwise else cols_per_group[layer] * slices
+            W = ch * per_ch if depthwise else per_ch
             for i in range(_ceil_div(H, R)):
                 h = min(R, H - i * R)
                 for j in range(_ceil_div(W, C)):
@@ -134,7 +136,7 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
                     b_group[k] = m
                     b_h[k] = h
                     b_w[k] = w
-                    b_act[k] = min(w, slices) if depthwise else w
+                    b_act[k] = min(w, per_ch) if depthwise else w
                     b_row0[k] = i * R
                     b_col0[k] = j * C
                     b_seq[k] = ch if depthwise else 1
@@ -432,7 +434,6 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
         n_orders = 4 + max(0, restarts)
     np.random.seed(seed)
     best_bins = np.int64(1) << 62
-    best_order = np.arange(nb)
     key = np.empty(nb, np.float64)
     for trial in range(n_orders):
         for k in range(nb):
@@ -457,17 +458,15 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
         order = np.argsort(key, kind="mergesort")
         nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
                            pl_box, pl_bin, pl_x, pl_y)
-        _reset(state, nbins)
-        if nbins < best_bins:
+        if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
-            best_order = order.copy()
+            best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),
+                    bcls[:nbins].copy(), has[:, :nbins].copy(), pl_box.copy(), pl_bin.copy(), pl_x.copy(),
+                    pl_y.copy())
+        _reset(state, nbins)
         if best_bins <= lower:
             break
-    nopen = _pack_base(best_order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                       pl_box, pl_bin, pl_x, pl_y)
-    return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, nopen,
-            free[:nopen].copy(), nfree[:nopen].copy(), maxw[:nopen].copy(), maxh[:nopen].copy(),
-            bcls[:nopen].copy(), has[:, :nopen].copy(), pl_box, pl_bin, pl_x, pl_y)
+    return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, best_bins) + best  # noqa: RUF005
 
 
 @njit(cache=True)

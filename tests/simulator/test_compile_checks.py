@@ -233,3 +233,17 @@ def test_compile_many_equals_compile_workload_pair_by_pair(squeezenet, mobilenet
     assert len(batch) == len(pairs)
     for (w, h), summary in zip(pairs, batch, strict=True):
         assert summary == compile_workload(w, h, strategy, seed=3, **options).summary()
+
+
+def test_depthwise_with_channel_multiplier_maps_every_weight():
+    """A depthwise conv with Cout = 2 x Cin (groups = Cin) keeps all its columns in the rnc mapping."""
+    from rnc.simulator import Layer, Workload
+
+    layer = Layer("dw", "conv", 6, 12, kernel_h=3, kernel_w=3, groups=6, in_h=4, in_w=4, out_h=4, out_w=4)
+    workload = Workload("dw_multiplier", (6, 4, 4), (layer,))
+    for cell_bits in (8, 2):
+        hw = HardwareConfig.preset("rnc").with_updates(crossbar_rows=16, crossbar_cols=16, cell_bits=cell_bits)
+        for split in (1, 3):
+            result = compile_workload(workload, hw, crossbars=0, depthwise_split=split)
+            assert result.layers[0]["cells"] == layer.weights * hw.slices_per_weight
+            assert sum(p.rows * p.cols for p in result.placements) == layer.weights * hw.slices_per_weight
