@@ -127,7 +127,7 @@ def test_dependencies_are_installed_before_any_source_is_copied(dockerfile) -> N
     for instruction in steps[:install_at]:
         if instruction.keyword in {"COPY", "ADD"}:
             sources, _ = copy_sources(instruction)
-            assert set(sources) <= {"pyproject.toml", "requirements.lock", "deploy/requirements-cluster.txt"}, (
+            assert set(sources) <= {"pyproject.toml", "requirements.lock"}, (
                 f"only dependency files: {sources}"
             )
     source_copies = [n for n, i in enumerate(steps) if i.keyword in {"COPY", "ADD"} and n > install_at]
@@ -173,21 +173,14 @@ def test_cpu_variant_filter_keeps_the_lock_but_cuda_wheels(dockerfile, tmp_path)
     assert kept == set(image) - {f"{torch_pin}+cpu", f"{vision_pin}+cpu"}
 
 
-def test_cluster_requirements_are_pinned_and_installed_with_the_lock(dockerfile) -> None:
-    """Ray's cluster extras (dashboard for KubeRay, client for ray://) are pinned and not already in the lock."""
-    lines = (ROOT / "deploy" / "requirements-cluster.txt").read_text().splitlines()
-    pins = [line for line in lines if line and not line.startswith("#")]
-    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][A-Za-z0-9.+-]*", p) for p in pins), pins
-    names = {p.split("==")[0].lower().replace("_", "-") for p in pins}
+def test_lock_pins_ray_cluster_extras() -> None:
+    """Ray's cluster extras (dashboard for KubeRay, client for ray://) are in the lock the image installs."""
     locked = {
-        line.split("==")[0].lower().replace("_", "-") for line in (ROOT / "requirements.lock").read_text().split()
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "requirements.lock").read_text().split()
+        if "==" in line
     }
-    assert not names & locked, f"already pinned by requirements.lock: {names & locked}"
-    assert {"grpcio", "aiohttp-cors", "prometheus-client", "opencensus"} <= names
-    _, stages = dockerfile
-    deps = {s.name: s for s in stages}["deps"]
-    install = next(i.args for i in deps.instructions if i.keyword == "RUN" and "requirements.lock" in i.args)
-    assert install.count("-r requirements-cluster.txt") == 2, "both variants install the cluster extras"
+    assert {"grpcio", "aiohttp-cors", "prometheus-client", "opencensus"} <= locked
 
 
 def read_dockerignore() -> list[str]:
@@ -233,7 +226,7 @@ def test_dockerignore_excludes(path: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["pyproject.toml", "requirements.lock", "README.md", "rnc/platform/cluster.py", "deploy/requirements-cluster.txt"],
+    ["pyproject.toml", "requirements.lock", "README.md", "rnc/platform/cluster.py"],
 )
 def test_dockerignore_keeps_what_the_build_needs(path: str) -> None:
     assert not docker_ignored(path, read_dockerignore()), path
