@@ -28,3 +28,7 @@ for _command in (compile_command, spaces_command, supernet_command, launch_comma
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -226,6 +226,16 @@ class ExperimentConfig(_Strict):
             raise ValueError("use letters, digits, '_', '-', '.' (it names the MLflow experiment and Tune run)")
         return v
 
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_is_a_path(cls, v: str) -> str:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", v.strip()) and not v.strip().startswith("file://"):
+            raise ValueError(
+                "launch keeps its launch record, Tune state and supernet checkpoints in a filesystem folder: use a "
+                "path every node sees (an NFS mount or a Kubernetes PersistentVolumeClaim), not an object-store URI"
+            )
+        return v
+
     @field_validator("objectives")
     @classmethod
     def _objectives_distinct(cls, v: list[Objective]) -> list[Objective]:

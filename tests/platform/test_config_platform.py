@@ -91,3 +91,10 @@ def test_overrides_and_hardware(tmp_path: Path) -> None:
         cfg.with_overrides(seed=-1)
     assert absolute_tracking_uri("sqlite:///a/b.db").startswith("sqlite:////")
     assert absolute_tracking_uri("http://h:5000") == "http://h:5000"
+
+
+def test_object_store_storage_is_refused_with_what_to_use() -> None:
+    config = ExperimentConfig.default()
+    with pytest.raises(ConfigError, match=r"storage_path: .*NFS mount"):
+        config.with_overrides(storage_path="s3://bucket/rnc")
+    assert config.with_overrides(storage_path="/mnt/rnc-shared/ray").storage_path == "/mnt/rnc-shared/ray"
