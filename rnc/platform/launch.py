@@ -196,6 +196,13 @@ def objective_bounds(
     return bounds
 
 
+def searcher_options(name: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The searcher's options; NSGA-II's population defaults to the batch size, so a batch is a generation."""
+    if name == "nsga2" and "pop_size" not in options:
+        return {**options, "pop_size": int(batch_size)}
+    return dict(options)
+
+
 def trial_plans(
     config: ExperimentConfig,
     *,
@@ -216,7 +223,7 @@ def trial_plans(
                 "index": index,
                 "launch_id": launch_id,
                 "searcher": searcher.name,
-                "searcher_options": dict(searcher.options),
+                "searcher_options": searcher_options(searcher.name, searcher.options, config.search.batch_size),
                 "budget": int(budget),
                 "seed": trial_seed(config.seed, index),
                 "eval_seed": int(config.seed),
