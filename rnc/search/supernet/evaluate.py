@@ -97,6 +97,7 @@ class SubnetEvaluator:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.checkpoint_dir = Path(checkpoint_dir)
         self.space, self.supernet, self.manifest = load_supernet(self.checkpoint_dir, self.device)
+        self.supernet.to(memory_format=torch.channels_last)  # same layout as the cached batches
         if splits is None:
             data = self.manifest["dataset"]
             splits = load_dataset(
