@@ -89,8 +89,9 @@ def train_supernet_job(
             _worker_loop,
             train_loop_config={"spec": asdict(spec), "progress": progress, "threads": threads_per_worker},
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
-            run_config=RunConfig(name=f"supernet-{spec.space}-{spec.dataset}-{spec.key()[:12]}",
-                                 storage_path=str(storage.resolve())),
+            run_config=RunConfig(
+                name=f"supernet-{spec.space}-{spec.dataset}-{spec.key()[:12]}", storage_path=str(storage.resolve())
+            ),
         )
         result = trainer.fit()
         if result.error is not None:
