@@ -39,20 +39,11 @@ from typing import Any
 
 import ray
 
+from rnc.platform.report import METRIC_COLUMNS
+
 #: Metrics logged on every candidate run (units in the names); missing ones (no accuracy for a candidate that
 #: failed its hardware constraints) are left out rather than logged as NaN.
-CANDIDATE_METRICS = (
-    "accuracy",
-    "hw_accuracy",
-    "latency_ns",
-    "throughput_ips",
-    "energy_uj",
-    "area_mm2",
-    "edap",
-    "utilization",
-    "crossbars_used",
-    "feasible",
-)
+CANDIDATE_METRICS = (*METRIC_COLUMNS, "feasible")
 
 TAG_KIND = "rnc.kind"  # launch | trial | candidate
 TAG_CANDIDATE = "rnc.candidate_id"
