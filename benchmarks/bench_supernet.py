@@ -75,8 +75,7 @@ def _correct(model, batches) -> np.ndarray:
 def _tau(a, b) -> float:
     from scipy.stats import kendalltau
 
-    value = kendalltau(a, b).statistic
-    return float(value) if np.isfinite(value) else 0.0
+    return float(kendalltau(a, b).statistic)  # nan when one side is constant (resamples: left out)
 
 
 def _tau_statistics(inherited: np.ndarray, standalone: np.ndarray, resamples: int, seed: int) -> dict:
@@ -95,10 +94,10 @@ def _tau_statistics(inherited: np.ndarray, standalone: np.ndarray, resamples: in
     ceiling = [_tau(rng.binomial(n_images, p) / n_images, rng.binomial(n_images, p) / n_images)
                for _ in range(resamples)]
     return {
-        "kendall_tau_ci95": [float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))],
+        "kendall_tau_ci95": [float(np.nanpercentile(taus, 2.5)), float(np.nanpercentile(taus, 97.5))],
         "bootstrap_resamples": resamples,
-        "noise_ceiling_tau_mean": float(np.mean(ceiling)),
-        "noise_ceiling_tau_ci95": [float(np.percentile(ceiling, 2.5)), float(np.percentile(ceiling, 97.5))],
+        "noise_ceiling_tau_mean": float(np.nanmean(ceiling)),
+        "noise_ceiling_tau_ci95": [float(np.nanpercentile(ceiling, 2.5)), float(np.nanpercentile(ceiling, 97.5))],
     }
 
 
