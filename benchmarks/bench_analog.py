@@ -29,13 +29,15 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def speed(repeats: int, batch: int) -> None:
+def speed(repeats: int, batch: int, dac_bits_filter: list[int] | None = None) -> None:
     torch.manual_seed(0)
     model = resnet20().eval()
     x = torch.randn(batch, 3, 32, 32)
     print(f"| input_bits / dac_bits | plain s | analog s | slowdown (median of {repeats}) |")
     print("|---|---|---|---|")
     for input_bits, dac_bits in ((8, 8), (8, 4), (8, 1)):
+        if dac_bits_filter and dac_bits not in dac_bits_filter:
+            continue
         hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=input_bits, dac_bits=dac_bits, adc_bits=8)
         analog = to_analog(model, hw, seed=0, calibration=[x[:32]])
         with torch.no_grad():
@@ -102,13 +104,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--dac-bits", type=int, nargs="+", choices=[8, 4, 1], help="speed: only these DAC widths")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--width", type=int, default=16, help="digits CNN width")
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part in ("speed", "all"):
-        speed(args.repeats, args.batch)
+        speed(args.repeats, args.batch, args.dac_bits)
     if args.part in ("accuracy", "all"):
         accuracy_tables(args.seeds, args.width, args.epochs)
 
