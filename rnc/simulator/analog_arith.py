@@ -136,7 +136,8 @@ def adc_step_for_range(adc_max: float, adc_bits: int) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _adc_shift_add_kernel(
-    partial_sums: np.ndarray, digital_weights: np.ndarray, top: np.float32, quantize: bool, out: np.ndarray
+    partial_sums: np.ndarray, digital_weights: np.ndarray, top: np.float32, quantize: bool, accumulate: bool,
+    out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     planes, positions, groups, tiles, outs, columns = partial_sums.shape
     width = outs * columns
@@ -159,27 +160,36 @@ def _adc_shift_add_kernel(
                     acc = 0.0
                     for s in range(columns):
                         acc += digital_weights[p, s] * codes[o * columns + s]
-                    out[r, g, o] += acc
+                    if accumulate or p > 0:
+                        out[r, g, o] += acc
+                    else:
+                        out[r, g, o] = acc
 
 
 def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, adc_bits: int, quantize: bool,
-                   out: torch.Tensor) -> None:
+                   out: torch.Tensor, *, accumulate: bool = True) -> None:
     """ADC every partial sum, sum the tiles, shift-and-add the planes and columns, into ``out`` (in place).
 
     ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps;
     ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times the step);
     ``out``: ``(positions, groups, outs_per_group)``, accumulated:
     ``out[r, g, o] += sum_{p,t,s} digital_weights[p, s] * adc(partial_sums[p, r, g, t, o, s])``
-    with ``adc(v) = clip(round(v), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). One fused
-    pass on CPU (Numba); tensor operations elsewhere (GPU).
+    with ``adc(v) = clip(round(v), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). With
+    ``accumulate=False`` the result overwrites ``out`` instead (which may then start uninitialized). One fused
+    pass on CPU (Numba, float64 shift-and-add weights: pass them as float64 to avoid a conversion per call);
+    tensor operations elsewhere (GPU).
     """
     top = float(2**adc_bits - 1)
     if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
         _adc_shift_add_kernel(
             partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
-            np.float32(top), quantize, out.numpy(),
+            np.float32(top), quantize, accumulate, out.numpy(),
         )
         return
     codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums
     summed = codes.sum(dim=3)  # (planes, positions, groups, outs, columns)
-    out += torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))
+    result = torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))
+    if accumulate:
+        out += result
+    else:
+        out.copy_(result)

@@ -353,7 +353,9 @@ class AnalogLayer(nn.Module):
         budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
         planes_per_chunk = max(1, min(n_planes, budget // n))
         samples_per_chunk = n if planes_per_chunk * n <= budget else budget
-        out = torch.zeros(n, ho * wo, self.out_channels, device=planes.device)
+        out = torch.empty(n, ho * wo, self.out_channels, device=planes.device)  # first plane chunk overwrites
+        if planes.device.type == "cpu":  # the Numba kernel's shift-and-add weights (same values, converted once)
+            combined = combined.to(torch.float64)
         weight = weight.contiguous(memory_format=torch.channels_last)
         for plane_start in range(0, n_planes, planes_per_chunk):
             p_end = min(n_planes, plane_start + planes_per_chunk)
@@ -368,7 +370,8 @@ class AnalogLayer(nn.Module):
                     self.observed_max = max(self.observed_max, float(ps.max()))
                 ps = ps.reshape(k, m * ho * wo, groups, til.tiles, out_g, self.columns)
                 target = out[sample_start:s_end].view(m * ho * wo, groups, out_g)
-                adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, self.mode != "observe_adc", target)
+                adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, self.mode != "observe_adc", target,
+                               accumulate=plane_start > 0)
         return out.view(n, ho, wo, self.out_channels)
 
     def extra_repr(self) -> str:
