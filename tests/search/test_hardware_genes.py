@@ -125,3 +125,12 @@ def test_subclasses_unaware_of_hardware_genes_get_them():
     assert _ToySpace().hardware_for([0, 0], HardwareConfig(read_ns=10.0)).read_ns == 10.0
     with pytest.raises(GenomeError, match="expected 3"):
         space.hardware_for([0, 0], HardwareConfig())
+
+
+@pytest.mark.parametrize("name", ["mbv3", "nax", "imc-blocks"])
+def test_options_rebuild_the_space_with_its_hardware_genes(name: str) -> None:
+    space = get_space(name, hardware_genes={"adc_bits": [4, 8]})
+    assert space.options["hardware_genes"] == {"adc_bits": [4, 8]}
+    rebuilt = get_space(name, **space.options)
+    assert rebuilt.options == space.options and [g.name for g in rebuilt.genes] == [g.name for g in space.genes]
+    assert space.describe()["options"] == space.options

@@ -175,6 +175,15 @@ class SearchSpace(ABC):
         """Number of distinct designs: :attr:`network_cardinality` times every global hardware gene's choices."""
         return int(self.network_cardinality) * math.prod(len(g.choices) for g in self.hardware_genes)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """Constructor keywords that rebuild this space (JSON-ready; checkpoints store them): the subclass's own
+        ``_space_options`` plus the hardware genes."""
+        out = dict(getattr(self, "_space_options", {}))
+        if self.hardware_genes:
+            out["hardware_genes"] = {g.name.removeprefix(HW_PREFIX): list(g.choices) for g in self.hardware_genes}
+        return out
+
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return np.array([rng.integers(n) for n in self.n_choices], dtype=np.int64)
 
@@ -259,4 +268,5 @@ class SearchSpace(ABC):
             "cardinality": self.cardinality,
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
+            "options": self.options,
         }

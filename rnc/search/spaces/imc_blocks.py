@@ -337,17 +337,8 @@ class ImcBlocksSpace(SearchSpace):
         )
         return Workload(ImcNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
 
-    @property
-    def options(self) -> dict[str, Any]:
-        """Constructor keywords that rebuild this space (JSON-ready; checkpoints store them)."""
-        out = dict(self._space_options)
-        if self.hardware_genes:
-            out["hardware_genes"] = {g.name: list(g.choices) for g in self.hardware_genes}
-        return out
-
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["options"] = self.options
         out["genomes"] = self.genome_count
         out["note"] = (
             "cardinality counts distinct networks: the genes of stages beyond num_stages do not change the network"

@@ -306,7 +306,7 @@ class Mbv3Space(SearchSpace):
                 genes.append(Gene(f"s{i + 1}_b{j + 1}_kernel", KERNELS))
                 genes.append(Gene(f"s{i + 1}_b{j + 1}_expand", EXPANDS))
         self.genes = tuple(genes)
-        self.options = {
+        self._space_options = {
             "input_shape": list(shape), "num_classes": self.num_classes, "width_mult": self.width_mult,
             "dropout": self.dropout,
         }
@@ -337,7 +337,6 @@ class Mbv3Space(SearchSpace):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["genomes"] = self.genome_count
-        out["options"] = dict(self.options)
         out["note"] = (
             "cardinality counts distinct networks: the kernel/expand genes of blocks beyond a stage's depth "
             "do not change the network"

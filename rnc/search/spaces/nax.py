@@ -172,17 +172,8 @@ class NaxSpace(SearchSpace):
         )
         return Workload(NaxResNet.__name__, self.input_shape, tuple(layers), (len(layers) - 1,))
 
-    @property
-    def options(self) -> dict[str, Any]:
-        """Constructor keywords that rebuild this space (JSON-ready; checkpoints store them)."""
-        out = dict(self._space_options)
-        if self.hardware_genes:
-            out["hardware_genes"] = {g.name: list(g.choices) for g in self.hardware_genes}
-        return out
-
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["options"] = self.options
         out["network"] = f"CIFAR ResNet-{6 * self.blocks_per_stage + 2}, widths {list(self.widths)}"
         out["networks"] = len(self.kernel_sizes) ** len(self.slots)
         return out
