@@ -240,7 +240,7 @@ def trace_workload(model, input_shape: str | Sequence[int], *, name: str | None 
             import torch.fx as fx
             from torch.fx.passes.shape_prop import ShapeProp
 
-            graph_module = fx.symbolic_trace(model)
+            graph_module = fx.GraphModule(model, _layer_tracer().trace(model), type(model).__name__)
         except Exception as exc:  # any tracing failure falls back to hooks
             warnings.warn(
                 f"torch.fx could not trace {label} ({type(exc).__name__}: {exc}); using forward hooks, "
@@ -253,6 +253,19 @@ def trace_workload(model, input_shape: str | Sequence[int], *, name: str | None 
         return _workload_from_graph(graph_module, shape, label)
     finally:
         model.train(was_training)
+
+
+def _layer_tracer():
+    """A ``torch.fx`` tracer that keeps every ``nn.Conv2d`` / ``nn.Linear`` -- subclasses included (e.g. a conv
+    with its own ``forward``) -- as one leaf, so each maps to one crossbar layer as its class describes it."""
+    import torch.fx as fx
+    import torch.nn as nn
+
+    class LayerTracer(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+            return isinstance(m, (nn.Conv2d, nn.Linear)) or super().is_leaf_module(m, module_qualified_name)
+
+    return LayerTracer()
 
 
 def _workload_from_graph(graph_module, shape: tuple[int, ...], label: str) -> Workload:

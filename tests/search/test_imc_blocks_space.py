@@ -197,6 +197,34 @@ def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
     assert (exported.kernel_size, exported.stride, exported.padding) == ((1, 1), (2, 2), (0, 0))
 
 
+def test_standalone_strided_shortcut_avoids_the_strided_pointwise_kernel_and_maps_as_that_conv():
+    """A stand-alone network's ``res`` projection shortcut is a :class:`SubsampledConv2d`: the same output,
+    gradients and state-dict keys as ``nn.Conv2d(3, w, 1, 2)`` on channels-last input, and the simulator maps it
+    as that conv (the traced workload and the fast workload agree on its stride and shapes)."""
+    from rnc.search.spaces.imc_blocks import SubsampledConv2d
+
+    torch.manual_seed(0)
+    space = ImcBlocksSpace(input_shape=(3, 16, 16), max_stages=1, widths=(8, 16))
+    genome = space.encode({"num_stages": 1, "s1_block": "res", "s1_depth": 1, "s1_width": 16})
+    net = space.build_module(genome)
+    shortcut = net.stages[0].units[0].shortcut.conv
+    assert isinstance(shortcut, SubsampledConv2d)
+    reference = torch.nn.Conv2d(3, 16, 1, 2, 0, bias=False)
+    reference.load_state_dict(shortcut.state_dict())
+    x = torch.randn(8, 3, 16, 16)
+    grad_out = torch.randn(8, 16, 8, 8)
+    out = shortcut(x.contiguous(memory_format=torch.channels_last))
+    out.backward(grad_out)
+    expected = reference(x)
+    expected.backward(grad_out)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(shortcut.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    traced = trace_workload(net, (3, 16, 16))
+    layer = next(item for item in traced.layers if item.name == "stages.0.units.0.shortcut.conv")
+    assert (layer.kernel_h, layer.stride_h, layer.in_channels, layer.out_channels) == (1, 2, 3, 16)
+    assert traced == space.workload(genome)
+
+
 @pytest.mark.slow
 def test_a_subnet_trained_inside_the_supernet_learns_and_keeps_its_accuracy_when_extracted():
     """Plumbing of the active path: gradients reach the selected candidates and head, and extract + batch-norm

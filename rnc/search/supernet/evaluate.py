@@ -31,13 +31,19 @@ from rnc.simulator import HardwareConfig
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
     """Reset every batch-norm layer's running statistics and re-estimate them (cumulative average) on
-    ``batches``; returns ``model`` in eval mode."""
+    ``batches``; returns ``model`` in eval mode.
+
+    Only the batch-norm layers run in training mode while the statistics are gathered; every other module
+    (dropout) behaves as at inference, so the statistics are those of the network that is then measured.
+    """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    model.train()
+    model.eval()
+    for m in norms:  # only batch-norm layers in training mode: dropout stays off, as at inference
+        m.train()
     for images in batches:
         model(images)
     for m, momentum in zip(norms, momenta, strict=True):
