@@ -109,6 +109,35 @@ def test_supernet_extract_matches_active_forward(space):
         torch.testing.assert_close(subnet(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_supernet_inference_with_folded_batchnorm_matches_the_extracted_subnet():
+    """In inference mode the supernet folds every block's batch-norm into its conv (``fold_batchnorm``) and runs
+    1x1 convs on 1x1 maps as matrix products; with non-trivial batch-norm statistics and affine parameters the
+    outputs must still equal the extracted plain network's, at 16x16 (1x1 maps in the last stage and the head),
+    and training-mode forwards (batch statistics) must be unaffected."""
+    torch.manual_seed(0)
+    space = get_space("mbv3", resolution=16)
+    supernet = space.build_supernet()
+    with torch.no_grad():
+        for module in supernet.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, *space.input_shape).contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(3)
+    for genome in [space.largest(), space.smallest(), space.sample(rng), space.sample(rng)]:
+        supernet.set_active(genome)
+        subnet = supernet.extract(genome)
+        for training in (False, True):
+            supernet.train(training)
+            subnet.train(training)
+            torch.manual_seed(1)
+            expected = subnet(x)
+            torch.manual_seed(1)
+            torch.testing.assert_close(supernet(x), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_supernet_channel_sorting_keeps_largest_function(space):
     torch.manual_seed(0)
     supernet = space.build_supernet().eval()

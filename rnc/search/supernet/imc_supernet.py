@@ -106,9 +106,33 @@ class ImcSupernet(nn.Module):
         # one classifier per number of stages: what reaches the head differs too much between stage counts
         # for one shared head (a 1-stage subnet's features are not a 5-stage subnet's)
         self.classifiers = nn.ModuleList(ElasticLinear(max_width, space.num_classes) for _ in range(space.max_stages))
+        self._start_deeper_layers_as_identity()
         self.active_stages = space.max_stages
         self._active_genome = space.largest()
         self.set_active(self._active_genome)
+
+    @torch.no_grad()
+    def _start_deeper_layers_as_identity(self) -> None:
+        """Initialise every layer after a candidate's first one as an identity map, so that depth ``d + 1``
+        starts as a refinement of depth ``d``.
+
+        Elastic depth hands the next stage and the head the output of the candidate's first, second or third
+        layer. In a plain (``vgg``/``mvgg``) stack these are unrelated features unless the deeper layers start
+        from the identity: their 3x3 kernels are Dirac deltas (``nn.init.dirac_``: output channel ``c`` copies
+        input channel ``c``), which on the non-negative ReLU features that reach them, followed by batch-norm
+        and ReLU, keeps every channel's meaning. ``res`` units after the first start with their second
+        batch-norm's scale at zero (zero-init residual, Goyal et al. 2017), i.e. as identities. Measured on
+        digits (``docs/spaces-nax-imc.md``): random subnets' inherited accuracy rose from a mean of 80% to 93%
+        (stand-alone: 92%, 60 epochs, four random subnets per step).
+        """
+        for stage in self.stages:
+            for block in stage.candidates.values():
+                if isinstance(block, PlainBlock):
+                    for layer in block.layers[1:]:
+                        nn.init.dirac_(layer.conv.weight)
+                elif isinstance(block, ResBlock):
+                    for unit in block.units[1:]:
+                        nn.init.zeros_(unit.bn2.weight)
 
     def set_active(self, genome: Sequence[int] | np.ndarray) -> None:
         """Select the subnet of ``genome`` for the following forward passes."""
