@@ -46,9 +46,10 @@ def _pick_genomes(space, n: int, seed: int) -> list[np.ndarray]:
     return [pool[order[i]] for i in picks]
 
 
-def _subset_splits(splits, n: int, seed: int):
+def _subset_splits(splits, n: int, seed: int, *, test_rest: bool = False):
     """``splits`` with ``train`` and ``calib`` restricted to one fixed seeded subset of ``n`` training images
-    (``calib``: the same images without augmentation); ``test`` unchanged."""
+    (``calib``: the same images without augmentation); ``test`` unchanged, or with ``test_rest`` extended by the
+    training images outside the subset (no model ever trains or calibrates on them)."""
     from rnc.search.datasets import DatasetSplits, TensorImages
 
     train = splits.train
@@ -62,7 +63,12 @@ def _subset_splits(splits, n: int, seed: int):
     sub_train = TensorImages(images, labels, max_shift=train.max_shift, background=background)
     sub_calib = TensorImages(images[:256], labels[:256])
     config = {**splits.config, "train_subset": n}
-    return DatasetSplits(sub_train, sub_calib, splits.test, splits.num_classes, splits.input_shape, splits.name, config)
+    test = splits.test
+    if test_rest:
+        rest = torch.as_tensor(np.setdiff1d(np.arange(len(train)), idx.numpy()))
+        test = TensorImages(torch.cat([test.images, train.images[rest]]), torch.cat([test.labels, train.labels[rest]]))
+        config["test_rest"] = True
+    return DatasetSplits(sub_train, sub_calib, test, splits.num_classes, splits.input_shape, splits.name, config)
 
 
 @torch.no_grad()
@@ -113,8 +119,8 @@ def main() -> None:
     parser.add_argument("--standalone", type=int, default=0, help="Subnets trained from scratch (Kendall tau).")
     parser.add_argument("--standalone-epochs", type=int, default=10)
     parser.add_argument(
-        "--standalone-json", type=Path,
-        help='Reuse stand-alone accuracies: {"standalone_accuracy": [acc or null per pick]} (e.g. from split runs).',
+        "--standalone-json", type=Path, nargs="+",
+        help="Reuse stand-alone results from --out files of earlier runs (split runs are merged pick by pick).",
     )
     parser.add_argument("--only-standalone", action="store_true", help="Only train the stand-alone subnets.")
     parser.add_argument("--standalone-range", default=None, help="START:STOP, train only these picks (split runs).")
@@ -122,6 +128,20 @@ def main() -> None:
     parser.add_argument(
         "--train-subset", type=int, default=0,
         help="Train supernet and stand-alone subnets on this fixed seeded subset of the training split (0: all).",
+    )
+    parser.add_argument(
+        "--test-rest", action="store_true",
+        help="With --train-subset: the training images outside the subset join the test split (never trained on).",
+    )
+    parser.add_argument(
+        "--standalone-seeds", type=int, default=1,
+        help="Train every stand-alone subnet with this many seeds; the reference is their mean accuracy, and the "
+        "tau between two seeds' rankings measures how reproducible stand-alone training itself is.",
+    )
+    parser.add_argument("--space", default="mbv3", help="Search space (default mbv3).")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="Space option, VALUE in JSON (e.g. max_stages=3, widths=[16,32,64]); repeatable.",
     )
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the tau CI.")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
@@ -135,9 +155,23 @@ def main() -> None:
 
     splits = load_dataset("digits", image_size=args.image_size, seed=args.seed)
     if args.train_subset:
-        splits = _subset_splits(splits, args.train_subset, args.seed)
-    space = get_space("mbv3", input_shape=splits.input_shape)
-    figures: dict = {"threads": args.threads, "image_size": args.image_size, "train_images": len(splits.train)}
+        splits = _subset_splits(splits, args.train_subset, args.seed, test_rest=args.test_rest)
+    elif args.test_rest:
+        raise SystemExit("--test-rest needs --train-subset")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    space = get_space(args.space, input_shape=splits.input_shape, **options)
+    figures: dict = {
+        "space": args.space, "space_options": options, "threads": args.threads, "image_size": args.image_size,
+        "train_images": len(splits.train), "test_images": len(splits.test),
+    }
 
     if not args.only_standalone:
         if args.checkpoint is None:
@@ -175,32 +209,53 @@ def main() -> None:
 
     if args.standalone:
         genomes = _pick_genomes(space, args.standalone, args.seed + 2026)
-        if args.standalone_json:  # null entries (picks not trained) are left out of the ranking
-            saved = json.loads(args.standalone_json.read_text())
-            standalone = saved["standalone_accuracy"]
-            correct_strings = saved.get("standalone_correct") or [None] * len(standalone)
-            keep = [acc is not None for acc in standalone]
-            genomes = [g for g, k in zip(genomes, keep, strict=True) if k]
-            standalone = [acc for acc, k in zip(standalone, keep, strict=True) if k]
-            standalone_correct = [c for c, k in zip(correct_strings, keep, strict=True) if k]
+        n_picks = len(genomes)
+        per_seed: list = [None] * n_picks  # per pick: [accuracy per seed]
+        correct: list = [None] * n_picks  # per pick: [per-test-image correctness string per seed]
+        if args.standalone_json:  # merge split runs: for every pick, the first file that trained it
+            for path in args.standalone_json:
+                saved = json.loads(path.read_text())
+                accs = saved.get("standalone_accuracy_per_seed") or [
+                    None if a is None else [a] for a in saved["standalone_accuracy"]
+                ]
+                strings = saved.get("standalone_correct") or [None] * len(accs)
+                if len(accs) != n_picks:
+                    raise SystemExit(f"{path}: {len(accs)} picks, expected {n_picks} (same --standalone N?)")
+                for i, (acc, text) in enumerate(zip(accs, strings, strict=True)):
+                    if per_seed[i] is None and acc is not None:
+                        per_seed[i] = acc
+                        correct[i] = [text] if isinstance(text, str) else text
         else:
             from rnc.search.supernet.evaluate import _materialize
 
             channels_last = torch.channels_last
             test_batches = [(x.contiguous(memory_format=channels_last), y) for x, y in _materialize(splits.test, 512)]
-            standalone, standalone_correct = [], []
             cpu = time.process_time()
-            start, stop = (int(v) for v in (args.standalone_range or f"0:{len(genomes)}").split(":"))
+            start, stop = (int(v) for v in (args.standalone_range or f"0:{n_picks}").split(":"))
             for i, genome in enumerate(genomes):
                 if not start <= i < stop:
                     continue
-                model, acc = train_standalone(space, genome, splits, epochs=args.standalone_epochs, seed=args.seed)
-                standalone.append(acc)
-                standalone_correct.append("".join("1" if c else "0" for c in _correct(model, test_batches)))
-                print(f"stand-alone {i + 1}/{len(genomes)} {space.key(genome)}: {acc:.4f}", flush=True)
+                per_seed[i], correct[i] = [], []
+                for seed in range(args.seed, args.seed + args.standalone_seeds):
+                    model, acc = train_standalone(space, genome, splits, epochs=args.standalone_epochs, seed=seed)
+                    per_seed[i].append(acc)
+                    correct[i].append("".join("1" if c else "0" for c in _correct(model, test_batches)))
+                    print(f"stand-alone {i + 1}/{n_picks} seed {seed} {space.key(genome)}: {acc:.4f}", flush=True)
             figures["standalone_cpu_s"] = time.process_time() - cpu
-        figures["standalone_accuracy"] = standalone
-        figures["standalone_correct"] = standalone_correct
+        figures["standalone_accuracy_per_seed"] = per_seed
+        figures["standalone_correct"] = correct
+        figures["standalone_accuracy"] = [None if a is None else float(np.mean(a)) for a in per_seed]
+        keep = [a is not None for a in per_seed]  # picks not trained (split runs) are left out of the ranking
+        genomes = [g for g, k in zip(genomes, keep, strict=True) if k]
+        per_seed = [a for a in per_seed if a is not None]
+        correct = [c for c in correct if c is not None]
+        standalone = [float(np.mean(a)) for a in per_seed]
+        seeds = min((len(a) for a in per_seed), default=0)
+        if seeds >= 2 and len(per_seed) >= 2:
+            pairs = [(a, b) for a in range(seeds) for b in range(a + 1, seeds)]
+            seed_taus = [_tau([p[a] for p in per_seed], [p[b] for p in per_seed]) for a, b in pairs]
+            figures["standalone_seed_to_seed_tau"] = float(np.mean(seed_taus))
+            print(f"stand-alone seed-to-seed tau ({seeds} seeds, {len(per_seed)} subnets): {np.mean(seed_taus):.3f}")
         figures["standalone_epochs"] = args.standalone_epochs
         figures["genomes"] = [space.key(g) for g in genomes]
         figures["macs"] = [space.workload(g).total_macs for g in genomes]
@@ -209,9 +264,11 @@ def main() -> None:
             figures["inherited_accuracy"] = inherited
             figures["kendall_tau"] = _tau(inherited, standalone)
             print(f"Kendall tau (inherited vs stand-alone, {len(genomes)} subnets): {figures['kendall_tau']:.3f}")
-            if args.bootstrap and all(c is not None for c in standalone_correct):
+            if args.bootstrap and all(all(t is not None for t in row) for row in correct):
                 inherited_matrix = np.stack([_correct(evaluator.subnet(g), evaluator.test_batches) for g in genomes])
-                standalone_matrix = np.array([[c == "1" for c in row] for row in standalone_correct])
+                standalone_matrix = np.array(
+                    [np.mean([[c == "1" for c in text] for text in row], axis=0) for row in correct]
+                )
                 figures.update(_tau_statistics(inherited_matrix, standalone_matrix, args.bootstrap, args.seed))
                 print(
                     f"tau 95% CI {figures['kendall_tau_ci95']}, test-set noise ceiling "

@@ -73,6 +73,9 @@ class SearchSpace(ABC):
     """
 
     name: str = ""
+    # random subnets per sandwich step when training this space's supernet (besides the largest and smallest);
+    # spaces whose subnets share less (different block types, plain stacks of elastic depth) need more
+    supernet_random_subnets: int = 2
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

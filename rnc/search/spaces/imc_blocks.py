@@ -211,6 +211,9 @@ class ImcBlocksSpace(SearchSpace):
     """Stages of VGG-like / modified-VGG / ResNet-like blocks with per-stage depth and width (module docstring)."""
 
     name = "imc-blocks"
+    # three unrelated block types per stage and elastic depth in plain stacks: every (block, depth, width) path
+    # is trained only by random samples, so the sandwich takes four of them per step (docs/spaces-nax-imc.md)
+    supernet_random_subnets = 4
 
     def __init__(
         self,

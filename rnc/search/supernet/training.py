@@ -10,7 +10,8 @@ Schedule (once-for-all, Cai et al. ICLR 2020; BigNAS, Yu et al. ECCV 2020):
 3. the remaining epochs follow the *sandwich rule*: every step accumulates the gradients of the largest
    subnet (cross-entropy with label smoothing 0.1 on the labels), the smallest and ``random_subnets`` random
    ones (soft cross-entropy to the largest subnet's detached predictions: in-place distillation), then takes
-   one optimizer step.
+   one optimizer step. ``random_subnets`` defaults to the space's ``supernet_random_subnets`` (2; 4 for
+   ``imc-blocks``, whose paths share less).
 
 Optimizer: SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` on conv/linear weights only, cosine
 learning-rate decay per step after a one-epoch linear warm-up. Randomness (weights, data order,
@@ -96,7 +97,7 @@ def train_supernet(
     lr: float = 0.05,
     weight_decay: float = 5e-4,
     full_epochs: int | None = None,
-    random_subnets: int = 2,
+    random_subnets: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
     report: Callable[[dict[str, Any]], None] | None = None,
@@ -124,6 +125,10 @@ def train_supernet(
     if splits.num_classes != space.num_classes:
         raise ValueError(f"dataset has {splits.num_classes} classes, space {space.name!r} {space.num_classes}")
     full_epochs = epochs // 4 if full_epochs is None else max(0, min(int(full_epochs), epochs))
+    if random_subnets is None:
+        random_subnets = int(getattr(space, "supernet_random_subnets", 2))
+    if random_subnets < 0:
+        raise ValueError(f"random_subnets must be >= 0, got {random_subnets}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rank = _rank()
     show = progress and rank == 0
