@@ -171,6 +171,21 @@ def test_supernet_shares_weights_between_depths_and_widths():
     assert supernet.active_stages == 1 and supernet.stages[0].candidates["res"].depth == 1
 
 
+def _assert_same_as_strided_pointwise_conv(conv: torch.nn.Module, weight: torch.Tensor) -> None:
+    """``conv`` (3 -> 16 channels) gives a plain ``nn.Conv2d(3, 16, 1, 2)``'s output and weight gradients on a
+    channels-last input, ``weight`` being its (3 -> 16) weight."""
+    reference = torch.nn.Conv2d(3, 16, 1, 2, 0, bias=False)
+    reference.weight.data.copy_(weight.detach())
+    x = torch.randn(8, 3, 16, 16)
+    grad_out = torch.randn(8, 16, 8, 8)
+    out = conv(x.contiguous(memory_format=torch.channels_last))
+    out.backward(grad_out)
+    expected = reference(x)
+    expected.backward(grad_out)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(conv.weight.grad[:16, :3], reference.weight.grad, rtol=1e-4, atol=1e-4)
+
+
 def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
     """The first stage's ``res`` projection (1x1, stride 2, 3 input channels) on channels-last tensors: oneDNN's
     strided 1x1 backward-weights kernel corrupts the heap or returns wrong gradients there (oneDNN #6035); the
@@ -182,17 +197,8 @@ def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
     supernet = space.build_supernet().to(memory_format=torch.channels_last)
     shortcut = supernet.stages[0].candidates["res"].units[0].shortcut.conv
     assert isinstance(shortcut, SubsampledPointwiseConv2d) and shortcut.stride == 2
-    reference = torch.nn.Conv2d(3, 16, 1, 2, 0, bias=False)
-    reference.weight.data.copy_(shortcut.weight.detach())
-    x = torch.randn(8, 3, 16, 16)
-    grad_out = torch.randn(8, 16, 8, 8)
     shortcut.active_out = 16
-    out = shortcut(x.contiguous(memory_format=torch.channels_last))
-    out.backward(grad_out)
-    expected = reference(x)
-    expected.backward(grad_out)
-    assert torch.allclose(out, expected, atol=1e-5)
-    assert torch.allclose(shortcut.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    _assert_same_as_strided_pointwise_conv(shortcut, shortcut.weight[:16, :3])
     exported = shortcut.export()
     assert (exported.kernel_size, exported.stride, exported.padding) == ((1, 1), (2, 2), (0, 0))
 
@@ -209,16 +215,8 @@ def test_standalone_strided_shortcut_avoids_the_strided_pointwise_kernel_and_map
     net = space.build_module(genome)
     shortcut = net.stages[0].units[0].shortcut.conv
     assert isinstance(shortcut, SubsampledConv2d)
-    reference = torch.nn.Conv2d(3, 16, 1, 2, 0, bias=False)
-    reference.load_state_dict(shortcut.state_dict())
-    x = torch.randn(8, 3, 16, 16)
-    grad_out = torch.randn(8, 16, 8, 8)
-    out = shortcut(x.contiguous(memory_format=torch.channels_last))
-    out.backward(grad_out)
-    expected = reference(x)
-    expected.backward(grad_out)
-    assert torch.allclose(out, expected, atol=1e-5)
-    assert torch.allclose(shortcut.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    assert set(shortcut.state_dict()) == set(torch.nn.Conv2d(3, 16, 1, 2, bias=False).state_dict())
+    _assert_same_as_strided_pointwise_conv(shortcut, shortcut.weight)
     traced = trace_workload(net, (3, 16, 16))
     layer = next(item for item in traced.layers if item.name == "stages.0.units.0.shortcut.conv")
     assert (layer.kernel_h, layer.stride_h, layer.in_channels, layer.out_channels) == (1, 2, 3, 16)
