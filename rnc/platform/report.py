@@ -112,7 +112,11 @@ def _short(text: str, width: int = 24) -> str:
 
 
 def front_tables(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], *, max_rows: int = 20) -> list[Table]:
-    """Rich tables: the front of every budget, then the front across budgets (sorted by the first objective)."""
+    """Rich tables: the front of every budget, then the front across budgets (sorted by the first objective).
+
+    One row per network and budget: a searcher may evaluate one network more than once (a Bayesian sampler
+    re-proposing it, genomes differing only in genes of absent stages share one ``genome_key``); every
+    evaluation stays in ``candidates.csv`` and MLflow, the title counts both."""
     metrics = [m for m, _ in objectives]
     extra = [m for m in ("crossbars_used", "utilization") if m not in metrics]
     tables = []
@@ -123,8 +127,11 @@ def front_tables(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], *, max_r
     groups.append(("Pareto front across budgets", df[df.pareto_global]))
     first_metric, first_goal = objectives[0]
     for title, front in groups:
-        front = front.sort_values(first_metric, ascending=first_goal == "min")
-        table = Table(title=f"{title} ({len(front)} candidates)", title_justify="left")
+        front = front.sort_values(first_metric, ascending=first_goal == "min", kind="stable")
+        evaluations = len(front)
+        front = front.drop_duplicates(["budget", "genome_key"])
+        count = f"{len(front)} networks" + (f", {evaluations} candidates" if evaluations != len(front) else "")
+        table = Table(title=f"{title} ({count})", title_justify="left")
         table.add_column("candidate", no_wrap=True, min_width=14)
         table.add_column("budget", justify="right", no_wrap=True, min_width=6)
         for m, g in objectives:

@@ -87,3 +87,26 @@ def test_fronts_match_brute_force() -> None:
     for b in (32, 64):
         expected |= front(df.budget.to_numpy() == b)
     assert set(np.flatnonzero(out.pareto_budget.to_numpy())) == expected
+
+
+def test_front_tables_show_each_network_once_and_count_its_evaluations() -> None:
+    """The same network evaluated three times on the front is one row; the title counts networks and candidates."""
+    from rnc.platform.report import front_tables
+
+    df = pd.DataFrame(
+        {
+            "candidate_id": ["t/0", "t/1", "t/2", "t/3"],
+            "budget": [64, 64, 64, 64],
+            "feasible": [True] * 4,
+            "accuracy": [0.9, 0.9, 0.9, 0.8],
+            "latency_ns": [2e3, 2e3, 2e3, 1e3],
+            "crossbars_used": [10, 10, 10, 5],
+            "utilization": [0.5, 0.5, 0.5, 0.4],
+            "genome_key": ["a", "a", "a", "b"],
+        }
+    )
+    objectives = [("accuracy", "max"), ("latency_ns", "min")]
+    tables = front_tables(compute_fronts(df, objectives), objectives)
+    assert [t.row_count for t in tables] == [2, 2]
+    assert all("(2 networks, 4 candidates)" in str(t.title) for t in tables)
+    assert tables[0].columns[0]._cells == ["t/0", "t/3"]
