@@ -27,7 +27,13 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from rnc.search.spaces.imc_blocks import ImcBlocksSpace, ImcNet, PlainBlock, ResBlock, make_block
-from rnc.search.supernet.elastic import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear, load_active_weights
+from rnc.search.supernet.elastic import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+    fold_batchnorm,
+    load_active_weights,
+)
 
 
 class SubsampledPointwiseConv2d(ElasticConv2d):
@@ -45,6 +51,7 @@ class SubsampledPointwiseConv2d(ElasticConv2d):
         self._check_active_kernel()
         weight = self.weight[: self.active_out, : x.shape[1]]
         bias = self.bias[: self.active_out] if self.bias is not None else None
+        weight, bias = self._inference_fold(weight, bias)
         return F.conv2d(x[:, :, :: self.stride, :: self.stride], weight, bias, 1, 0)
 
 
@@ -66,6 +73,16 @@ class ImcSupernetStage(nn.Module):
             }
         )
         self.active_block = next(iter(self.candidates))
+        for block in self.candidates.values():  # inference runs each conv with its batch-norm folded in
+            if isinstance(block, PlainBlock):
+                for layer in block.layers:
+                    fold_batchnorm(layer.conv, layer.bn)
+            elif isinstance(block, ResBlock):
+                for unit in block.units:
+                    fold_batchnorm(unit.conv1, unit.bn1)
+                    fold_batchnorm(unit.conv2, unit.bn2)
+                    if unit.shortcut is not None:
+                        fold_batchnorm(unit.shortcut.conv, unit.shortcut.bn)
 
     def configure(self, kind: str, depth: int, in_channels: int, width: int) -> None:
         """Activate candidate ``kind`` with its first ``depth`` layers on ``in_channels`` -> ``width`` channels."""
