@@ -1,12 +1,15 @@
-"""Supernet benchmark on digits: training time, largest/smallest accuracy, evaluation time, ranking fidelity.
+"""Supernet benchmark (digits by default): training time, largest/smallest accuracy, evaluation time, ranking fidelity.
 
-Usage (the defaults are those of the embedded launch: mbv3 at 16x16, 10 epochs, one torch thread)::
+Usage (the defaults are those of the embedded launch: mbv3 at 16x16 on digits, 10 epochs, one torch thread; training
+and stand-alone runs use a GPU when torch sees one)::
 
     python benchmarks/bench_supernet.py --out /tmp/bench-supernet.json
     python benchmarks/bench_supernet.py --checkpoint DIR --standalone 12 --standalone-epochs 10
     python benchmarks/bench_supernet.py --checkpoint DIR --standalone 12 --only-standalone   # one process per part
     python benchmarks/bench_supernet.py --image-size 8 --train-subset 360 --epochs 20 --standalone 12 \
         --standalone-epochs 20 --threads 2   # ranking-fidelity protocol without the ceiling effect
+    python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 64 --epochs 100 \
+        --standalone 10 --standalone-epochs 60 --device cuda   # CIFAR-10 at RNC's 64x64 (a GPU)
 
 Ranking fidelity: ``--standalone N`` subnets are drawn at random (seeded) from 400 random genomes, N of them
 evenly spaced in MACs so that the sample spans the space's size range; each is evaluated with inherited
@@ -75,7 +78,8 @@ def _subset_splits(splits, n: int, seed: int, *, test_rest: bool = False):
 def _correct(model, batches) -> np.ndarray:
     """Per-test-image correctness (bool array) of ``model`` in eval mode."""
     model.eval()
-    return np.concatenate([(model(x).argmax(1) == y).cpu().numpy() for x, y in batches])
+    device = next(model.parameters()).device
+    return np.concatenate([(model(x.to(device)).argmax(1).cpu() == y.cpu()).numpy() for x, y in batches])
 
 
 def _tau(a, b) -> float:
@@ -113,6 +117,16 @@ def main() -> None:
     parser.add_argument("--train-dir", type=Path, default=Path("/tmp/rnc-bench-supernet"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument(
+        "--dataset", default="digits",
+        help="digits (bundled), cifar10, cifar100 or imagefolder (files under --data-root; see docs/search.md).",
+    )
+    parser.add_argument("--data-root", type=Path, default=None, help="Dataset folder (cifar*, imagefolder).")
+    parser.add_argument(
+        "--device", default="cpu",
+        help="Where subnets are evaluated (cpu: the 100 ms target; cuda for GPU figures). Training uses the GPU "
+        "whenever torch sees one.",
+    )
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -148,12 +162,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from rnc.search.datasets import load_dataset
+    from rnc.search.datasets import DatasetError, load_dataset
     from rnc.search.spaces import get_space
     from rnc.search.supernet import SubnetEvaluator, load_manifest
     from rnc.search.supernet.training import train_standalone, train_supernet
 
-    splits = load_dataset("digits", image_size=args.image_size, seed=args.seed)
+    try:
+        splits = load_dataset(args.dataset, root=args.data_root, image_size=args.image_size, seed=args.seed)
+    except DatasetError as exc:
+        raise SystemExit(f"bench_supernet: {exc}") from None
     if args.train_subset:
         splits = _subset_splits(splits, args.train_subset, args.seed, test_rest=args.test_rest)
     elif args.test_rest:
@@ -186,7 +203,7 @@ def main() -> None:
         figures["checkpoint"] = str(args.checkpoint)
         figures["manifest_metrics"] = manifest["metrics"]
         figures["epochs"] = manifest["epochs"]
-        evaluator = SubnetEvaluator(args.checkpoint, device="cpu", splits=splits)
+        evaluator = SubnetEvaluator(args.checkpoint, device=args.device, splits=splits)
         rng = np.random.default_rng(args.seed)
         timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}
         cpu_timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}
