@@ -189,14 +189,15 @@ def _assert_same_as_strided_pointwise_conv(conv: torch.nn.Module, weight: torch.
 def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
     """The first stage's ``res`` projection (1x1, stride 2, 3 input channels) on channels-last tensors: oneDNN's
     strided 1x1 backward-weights kernel corrupts the heap or returns wrong gradients there (oneDNN #6035); the
-    supernet's subsampled pointwise conv must give a plain ``nn.Conv2d``'s output and gradients."""
-    from rnc.search.supernet.imc_supernet import SubsampledPointwiseConv2d
+    supernet's elastic 1x1 conv (subsampling first, ``rnc.search.layers.pointwise_conv2d``) must give a plain
+    ``nn.Conv2d``'s output and gradients."""
+    from rnc.search.supernet.elastic import ElasticConv2d
 
     torch.manual_seed(0)
     space = ImcBlocksSpace(input_shape=(3, 16, 16), max_stages=3, widths=(8, 16))
     supernet = space.build_supernet().to(memory_format=torch.channels_last)
     shortcut = supernet.stages[0].candidates["res"].units[0].shortcut.conv
-    assert isinstance(shortcut, SubsampledPointwiseConv2d) and shortcut.stride == 2
+    assert isinstance(shortcut, ElasticConv2d) and shortcut.kernel_sizes == (1,) and shortcut.stride == 2
     shortcut.active_out = 16
     _assert_same_as_strided_pointwise_conv(shortcut, shortcut.weight[:16, :3])
     exported = shortcut.export()
@@ -204,17 +205,17 @@ def test_strided_shortcut_gradients_on_channels_last_match_a_plain_conv():
 
 
 def test_standalone_strided_shortcut_avoids_the_strided_pointwise_kernel_and_maps_as_that_conv():
-    """A stand-alone network's ``res`` projection shortcut is a :class:`SubsampledConv2d`: the same output,
+    """A stand-alone network's ``res`` projection shortcut is a :class:`PointwiseConv2d`: the same output,
     gradients and state-dict keys as ``nn.Conv2d(3, w, 1, 2)`` on channels-last input, and the simulator maps it
     as that conv (the traced workload and the fast workload agree on its stride and shapes)."""
-    from rnc.search.spaces.imc_blocks import SubsampledConv2d
+    from rnc.search.layers import PointwiseConv2d
 
     torch.manual_seed(0)
     space = ImcBlocksSpace(input_shape=(3, 16, 16), max_stages=1, widths=(8, 16))
     genome = space.encode({"num_stages": 1, "s1_block": "res", "s1_depth": 1, "s1_width": 16})
     net = space.build_module(genome)
     shortcut = net.stages[0].units[0].shortcut.conv
-    assert isinstance(shortcut, SubsampledConv2d)
+    assert isinstance(shortcut, PointwiseConv2d)
     assert set(shortcut.state_dict()) == set(torch.nn.Conv2d(3, 16, 1, 2, bias=False).state_dict())
     _assert_same_as_strided_pointwise_conv(shortcut, shortcut.weight)
     traced = trace_workload(net, (3, 16, 16))

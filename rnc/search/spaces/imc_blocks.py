@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from rnc.search.layers import PointwiseConv2d
 from rnc.search.spaces.base import Gene, GenomeError, SearchSpace
 from rnc.simulator import Layer, Workload
 
@@ -182,25 +183,9 @@ class ImcNet(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-class SubsampledConv2d(nn.Conv2d):
-    """A 1x1 conv of stride ``s`` computed as stride-``s`` subsampling followed by a stride-1 1x1 conv.
-
-    The same function, parameters and ``state_dict`` as ``nn.Conv2d(cin, cout, 1, s)`` (a 1x1 kernel with no
-    padding reads exactly the pixels the subsampling keeps); the simulator maps it as that conv. It exists
-    because oneDNN's backward-weights kernel for strided 1x1 convs on channels-last (NHWC) CPU inputs with
-    fewer input channels than its channel block (the first ``res`` shortcut: 3 RGB channels) writes past its
-    workspace (oneDNN issue #6035): the training process aborts with heap corruption, hangs, or gets wrong
-    weight gradients. A stride-1 1x1 conv does not take that path.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride
-        return F.conv2d(x[:, :, :: s[0], :: s[1]], self.weight, self.bias, 1, 0, 1, self.groups)
-
-
 def _plain_conv(cin: int, cout: int, kernel: int, stride: int) -> nn.Conv2d:
-    if kernel == 1 and stride > 1:
-        return SubsampledConv2d(cin, cout, 1, stride, 0, bias=False)
+    if kernel == 1:  # strided 1x1 convs subsample first (oneDNN #6035, rnc.search.layers)
+        return PointwiseConv2d(cin, cout, stride)
     return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
 
 

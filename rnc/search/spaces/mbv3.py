@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rnc.search.layers import PointwiseConv2d
 from rnc.search.spaces.base import Gene, SearchSpace
 from rnc.search.supernet.elastic import (
     ElasticBatchNorm2d,
@@ -154,21 +155,10 @@ class FirstBlock(nn.Module):
         return x + self.project_bn(self.project(self.act(self.dw_bn(self.dw(x)))))
 
 
-class PointwiseConv2d(nn.Conv2d):
-    """``nn.Conv2d(cin, cout, 1)`` that runs as a matrix product on a 1x1 map (the head at small resolutions),
-    where oneDNN's conv is ~3x slower than ``addmm`` on CPU; same parameters, keys and function."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (1, 1):
-            return super().forward(x)
-        out = nn.functional.linear(x.reshape(x.shape[0], self.in_channels), self.weight.flatten(1), self.bias)
-        return out[:, :, None, None]
-
-
 class Head(nn.Module):
     def __init__(self, in_channels: int, channels: int, features: int, dropout: float) -> None:
         super().__init__()
-        self.conv = PointwiseConv2d(in_channels, channels, 1, bias=False)
+        self.conv = PointwiseConv2d(in_channels, channels)
         self.bn = nn.BatchNorm2d(channels)
         self.act = nn.Hardswish(inplace=True)
         self.fc = nn.Linear(channels, features)

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from rnc.search.layers import pointwise_conv2d
+
 
 def _centre(kernel_max: int, kernel: int) -> slice:
     start = (kernel_max - kernel) // 2
@@ -135,12 +137,8 @@ class ElasticConv2d(_ElasticKernel):
         weight = self.kernel_weight(self.active_out, in_channels, kernel)
         bias = self.bias[: self.active_out] if self.bias is not None else None
         weight, bias = self._inference_fold(weight, bias)
-        if kernel == 1 and self.stride == 1 and x.shape[-2:] == (1, 1):
-            # a 1x1 conv on a 1x1 map (squeeze-excitation, late stages) is a matrix product: oneDNN's conv runs
-            # these ~3x slower than addmm on CPU
-            return F.linear(x.reshape(x.shape[0], in_channels), weight.reshape(self.active_out, in_channels), bias)[
-                :, :, None, None
-            ]
+        if kernel == 1:  # strided: subsampled (oneDNN #6035); on a 1x1 map: a matrix product (rnc.search.layers)
+            return pointwise_conv2d(x, weight, bias, self.stride)
         return F.conv2d(x, weight, bias, self.stride, kernel // 2)
 
     @torch.no_grad()

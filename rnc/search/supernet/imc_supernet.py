@@ -36,28 +36,7 @@ from rnc.search.supernet.elastic import (
 )
 
 
-class SubsampledPointwiseConv2d(ElasticConv2d):
-    """Elastic 1x1 conv of stride ``s`` run as stride-``s`` subsampling followed by a stride-1 1x1 conv.
-
-    The same function as ``ElasticConv2d(cin, cout, (1,), s)`` (a 1x1 kernel with no padding reads exactly the
-    pixels the subsampling keeps), and it exports the same ``nn.Conv2d(cin, cout, 1, s)``. It exists because
-    oneDNN's 1x1 backward-weights kernel for strided convs on channels-last (NHWC) inputs with fewer input
-    channels than its channel block (``res`` shortcut of the first stage: 3 RGB channels) writes past its
-    workspace (oneDNN issue #6035, open): depending on the CPU and thread count it aborts the process with heap
-    corruption, hangs, or returns wrong weight gradients. A stride-1 1x1 conv does not take that path.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_active_kernel()
-        weight = self.weight[: self.active_out, : x.shape[1]]
-        bias = self.bias[: self.active_out] if self.bias is not None else None
-        weight, bias = self._inference_fold(weight, bias)
-        return F.conv2d(x[:, :, :: self.stride, :: self.stride], weight, bias, 1, 0)
-
-
 def _elastic_conv(cin: int, cout: int, kernel: int, stride: int) -> ElasticConv2d:
-    if kernel == 1 and stride > 1:
-        return SubsampledPointwiseConv2d(cin, cout, (kernel,), stride)
     return ElasticConv2d(cin, cout, (kernel,), stride)
 
 
