@@ -294,7 +294,7 @@ class HardwareConfig(BaseModel):
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise HardwareConfigError(f"{path}: not valid YAML: {exc}") from exc
+            raise HardwareConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
         if not isinstance(data, dict):
             raise HardwareConfigError(f"{path}: expected a mapping of hardware fields at the top level")
         base = data.pop("base", None)
@@ -357,6 +357,7 @@ def _validated(data: dict, *, where: str) -> HardwareConfig:
         return HardwareConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise HardwareConfigError(f"{where}: invalid hardware configuration: {problems}") from None
