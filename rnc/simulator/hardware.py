@@ -27,6 +27,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -225,7 +226,7 @@ class HardwareConfig(BaseModel):
     @property
     def digital_unit(self) -> DigitalUnit:
         """The digital unit (``components["digital_unit"]``, ISAAC's table when the table is empty)."""
-        comps = self.components or HardwareConfig.preset("isaac").components
+        comps = self.components or isaac_components()
         unit = comps[DIGITAL_UNIT]
         assert unit.ops_per_ns is not None  # guaranteed by check_component_table
         return DigitalUnit(unit.actions["op"].energy_pj, unit.ops_per_ns, unit.level, unit.count, unit.area_mm2,
@@ -326,6 +327,12 @@ class HardwareConfig(BaseModel):
         raise HardwareConfigError(
             f"hardware {text!r} is neither a preset ({', '.join(cls.presets())}) nor a YAML file"
         )
+
+
+@functools.lru_cache(maxsize=1)
+def isaac_components() -> dict[str, Component]:
+    """ISAAC's component table (the fallback of a configuration with an empty table), read once."""
+    return HardwareConfig.preset("isaac").components
 
 
 def check_component_table(components: dict[str, Component]) -> None:

@@ -28,7 +28,6 @@ Conventions (sources in ``docs/simulator.md``):
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -39,6 +38,7 @@ from rnc.simulator.hardware import (
     LEAKAGE_CATEGORY,
     Component,
     HardwareConfig,
+    isaac_components,
 )
 
 BUS_WORD_BITS = 256
@@ -90,16 +90,11 @@ class Rollup:
         return asdict(self)
 
 
-@functools.lru_cache(maxsize=1)
-def _isaac_components() -> dict[str, Component]:
-    return HardwareConfig.preset("isaac").components
-
-
 def components_of(hw: HardwareConfig) -> dict[str, Component]:
     """The hardware's component table; an empty table falls back to ISAAC's (32 nm)."""
     if hw.components:
         return hw.components
-    return _isaac_components()
+    return isaac_components()
 
 
 def _level_sums(comps: dict[str, Component], level: str, attr: str) -> float:
