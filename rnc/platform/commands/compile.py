@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
     def compile_command(
         model: str = typer.Argument(..., help=MODEL_HELP, show_default=False),
         input_shape: str = typer.Option("3x64x64", "--input", help="Input shape CxHxW of one image."),
-        hardware: str = typer.Option("rnc", "--hardware", help="Hardware preset (isaac, rnc) or a YAML file."),
+        hardware: str = typer.Option("rnc", "--hardware", help="Hardware preset (`hardware list`) or a YAML file."),
         set_values: list[str] = typer.Option(
             [], "--set", help="Override a hardware field, KEY=VALUE (repeatable), e.g. --set cell_bits=2."
         ),

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (supernet train --out)."),
         genome: str = typer.Option("largest", "--genome", help=GENOME_HELP),
         hardware: str | None = typer.Option(
-            None, "--hardware", help="Also measure accuracy on crossbars: isaac, rnc or a hardware YAML file."
+            None, "--hardware", help="Also measure accuracy on crossbars: a preset (`hardware list`) or a YAML file."
         ),
         set_values: list[str] = typer.Option([], "--set", help="Override a hardware field, KEY=VALUE (repeatable)."),
         seed: int = typer.Option(0, "--seed", help="Seed of --genome random and of the analog non-idealities."),
