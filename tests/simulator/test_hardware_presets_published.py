@@ -50,9 +50,9 @@ def test_puma_peak_throughput_by_hand(puma):
 
 @pytest.mark.xfail(strict=True, reason=(
     "known gap, not tuned: the roll-up's peak counts crossbar MACs (2 ops each) over a 2,048 ns 16-bit MVM, "
-    "35.3 TOPS; 2,208 MVMUs at the 2,304 ns MVM of the PUMA simulator's wiki give 31.4 TOPS, so the paper's 52.31 TOPS counts "
-    "operations its text does not break down; GOPS/s/mm2 (383 vs 577) and GOPS/s/W (555 vs 837) are 34% low "
-    "while node power and area match within 2%"))
+    "35.3 TOPS; 2,208 MVMUs at the 2,304 ns MVM of the PUMA simulator's wiki give 31.4 TOPS, so the paper's "
+    "52.31 TOPS counts operations its text does not break down; GOPS/s/mm2 (383 vs 577) and GOPS/s/W "
+    "(555 vs 837) are 34% low while node power and area match within 2%"))
 def test_puma_peak_efficiency_matches_the_abstract(puma):
     assert puma.peak_tops == pytest.approx(PUMA_PAPER["peak_tops"], rel=0.10)
     assert puma.peak_gops_per_mm2 == pytest.approx(PUMA_PAPER["gops_per_mm2"], rel=0.10)
