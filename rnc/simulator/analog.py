@@ -222,7 +222,7 @@ def calibrate_analog(model: nn.Module, calibration: Iterable[Any], *, batches: i
             layer.adc_step.fill_(_step(layer, layer.observed_max))
     for layer in layers:
         layer.reads = 0
-        layer._cached_weight = None
+        layer._cached_plan = None
 
 
 def analog_ranges(model: nn.Module) -> dict[str, AnalogRange]:
@@ -251,7 +251,7 @@ def _full_step(layer: AnalogLayer) -> float:
 def _step(layer: AnalogLayer, adc_max: float) -> float:
     from rnc.simulator.analog_arith import adc_step_for_range
 
-    return adc_step_for_range(adc_max, layer.adc_bits)
+    return adc_step_for_range(adc_max, layer.adc_bits, layer.level_unit)
 
 
 def _apply_fixed_ranges(layers: list[AnalogLayer], ranges: Mapping[str, AnalogRange], adc_range: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 
 class AnalogError(ValueError):
@@ -124,14 +125,20 @@ def adc_codes_(partial_sums: torch.Tensor, adc_bits: int) -> torch.Tensor:
     return partial_sums.round_().clamp_(0, 2**adc_bits - 1)
 
 
-def adc_step_for_range(adc_max: float, adc_bits: int) -> float:
-    """ADC step (in cell-level x input-level units) that spreads ``2**adc_bits - 1`` steps over ``adc_max``.
+def adc_step_for_range(adc_max: float, adc_bits: int, level_unit: float | None = 1.0) -> float:
+    """ADC step (in conductance-level x input-level units) that spreads ``2**adc_bits - 1`` steps over ``adc_max``.
 
-    Never finer than 1: partial sums of ideal cells are integers, so a step of 1 is already exact.
+    ``level_unit``: the lattice the partial sums lie on, when every read conductance is an integer multiple
+    of it (ideal cells: 1; uniform drift ``(t/t0)**-nu`` with no spread in ``nu``: that factor); the step is
+    then never finer than one unit, since a step of one unit already converts every partial sum exactly.
+    ``None`` when the conductances are off the lattice (variation, drift spread, read noise, IR drop, a
+    non-integer off-state conductance): the step is then ``adc_max / (2**adc_bits - 1)``, unfloored, since
+    flooring it would round partial sums that are not multiples of it.
     """
     if adc_max <= 0:
-        return 1.0
-    return max(adc_max / (2**adc_bits - 1), 1.0)
+        return 1.0 if level_unit is None else level_unit
+    step = adc_max / (2**adc_bits - 1)
+    return step if level_unit is None else max(step, level_unit)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -166,13 +173,38 @@ def _adc_shift_add_kernel(
                         out[r, g, o] = acc
 
 
+@numba.njit(cache=True, nogil=True)
+def _adc_scatter_kernel(
+    partial_sums: np.ndarray, digital_weights: np.ndarray, output_index: np.ndarray, slice_index: np.ndarray,
+    top: np.float32, accumulate: bool, out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    planes, positions, groups, tiles, reads = partial_sums.shape
+    outs = out.shape[2]
+    acc = np.empty(outs, dtype=np.float64)
+    zero = np.float32(0.0)
+    for r in range(positions):
+        for g in range(groups):
+            acc[:] = 0.0
+            for p in range(planes):
+                for t in range(tiles):
+                    row = partial_sums[p, r, g, t]
+                    for j in range(reads):
+                        code = min(max(np.rint(row[j]), zero), top)
+                        acc[output_index[g, t, j]] += digital_weights[p, slice_index[g, t, j]] * code
+            for o in range(outs):
+                if accumulate:
+                    out[r, g, o] += acc[o]
+                else:
+                    out[r, g, o] = acc[o]
+
+
 def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, adc_bits: int, quantize: bool,
                    out: torch.Tensor, *, accumulate: bool = True) -> None:
     """ADC every partial sum, sum the tiles, shift-and-add the planes and columns, into ``out`` (in place).
 
     ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps;
-    ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times the step);
-    ``out``: ``(positions, groups, outs_per_group)``, accumulated:
+    ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times
+    the step); ``out``: ``(positions, groups, outs_per_group)``, accumulated:
     ``out[r, g, o] += sum_{p,t,s} digital_weights[p, s] * adc(partial_sums[p, r, g, t, o, s])``
     with ``adc(v) = clip(round(v), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). With
     ``accumulate=False`` the result overwrites ``out`` instead (which may then start uninitialized). One fused
@@ -189,6 +221,39 @@ def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, ad
     codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums
     summed = codes.sum(dim=3)  # (planes, positions, groups, outs, columns)
     result = torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))
+    if accumulate:
+        out += result
+    else:
+        out.copy_(result)
+
+
+def adc_scatter_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, output_index: torch.Tensor,
+                     slice_index: torch.Tensor, adc_bits: int, out: torch.Tensor, *, accumulate: bool = True) -> None:
+    """The ADC and shift-and-add of a compact set of column reads, into ``out`` (in place).
+
+    ``partial_sums``: ``(planes, positions, groups, tiles, reads)`` in ADC steps: read ``j`` of tile ``t`` of
+    group ``g`` is the column of output ``output_index[g, t, j]`` (within the group) and weight slice
+    ``slice_index[g, t, j]``;
+    ``digital_weights``: ``(planes, slices + 1)``, the last column 0 (the slice index of padding reads);
+    ``out``: ``(positions, groups, outs_per_group)``:
+    ``out[r, g, o] += sum_{p,t,j: output_index[g,t,j]=o} digital_weights[p, slice_index[g,t,j]] *
+    clip(round(partial_sums[p, r, g, t, j]), 0, 2**adc_bits - 1)``.
+    Numba on CPU, tensor operations elsewhere.
+    """
+    top = float(2**adc_bits - 1)
+    if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
+        _adc_scatter_kernel(
+            partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
+            output_index.contiguous().numpy(), slice_index.contiguous().numpy(), np.float32(top), accumulate,
+            out.numpy(),
+        )
+        return
+    codes = partial_sums.round().clamp_(0, top)
+    outs = out.shape[2]
+    # (planes, groups, tiles, reads, outs): each read's digital weight on its output, 0 elsewhere
+    one_hot = F.one_hot(output_index, outs).to(codes.dtype)
+    read_weights = digital_weights.to(codes.dtype)[:, slice_index]
+    result = torch.einsum("prgtj,pgtj,gtjo->rgo", codes, read_weights, one_hot)
     if accumulate:
         out += result
     else:
