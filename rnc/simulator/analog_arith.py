@@ -141,6 +141,10 @@ def adc_step_for_range(adc_max: float, adc_bits: int, level_unit: float | None =
     return step if level_unit is None else max(step, level_unit)
 
 
+KERNEL_DTYPES = (torch.float32, torch.uint8)
+"""Partial sums the Numba kernels read: float32, or uint8 codes an 8-bit-output integer read already rounded."""
+
+
 @numba.njit(cache=True, nogil=True)
 def _adc_shift_add_kernel(
     partial_sums: np.ndarray, digital_weights: np.ndarray, top: np.float32, quantize: bool, accumulate: bool,
@@ -159,10 +163,10 @@ def _adc_shift_add_kernel(
                     row = flat[p, r, g, t]
                     if quantize:
                         for j in range(width):
-                            codes[j] += min(max(np.rint(row[j]), zero), top)
+                            codes[j] += min(max(np.rint(np.float32(row[j])), zero), top)
                     else:
                         for j in range(width):
-                            codes[j] += row[j]
+                            codes[j] += np.float32(row[j])
                 for o in range(outs):
                     acc = 0.0
                     for s in range(columns):
@@ -189,7 +193,7 @@ def _adc_scatter_kernel(
                 for t in range(tiles):
                     row = partial_sums[p, r, g, t]
                     for j in range(reads):
-                        code = min(max(np.rint(row[j]), zero), top)
+                        code = min(max(np.rint(np.float32(row[j])), zero), top)
                         acc[output_index[g, t, j]] += digital_weights[p, slice_index[g, t, j]] * code
             for o in range(outs):
                 if accumulate:
@@ -202,7 +206,8 @@ def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, ad
                    out: torch.Tensor, *, accumulate: bool = True) -> None:
     """ADC every partial sum, sum the tiles, shift-and-add the planes and columns, into ``out`` (in place).
 
-    ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps;
+    ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps (float32),
+    or uint8 codes already rounded and clipped to 255 (then clipped to ``2**adc_bits - 1``);
     ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times
     the step); ``out``: ``(positions, groups, outs_per_group)``, accumulated:
     ``out[r, g, o] += sum_{p,t,s} digital_weights[p, s] * adc(partial_sums[p, r, g, t, o, s])``
@@ -212,13 +217,14 @@ def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, ad
     tensor operations elsewhere (GPU).
     """
     top = float(2**adc_bits - 1)
-    if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
+    if partial_sums.device.type == "cpu" and partial_sums.dtype in KERNEL_DTYPES and out.is_contiguous():
         _adc_shift_add_kernel(
             partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
             np.float32(top), quantize, accumulate, out.numpy(),
         )
         return
-    codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums
+    codes = partial_sums.float() if partial_sums.dtype == torch.uint8 else partial_sums
+    codes = codes.round().clamp_(0, top) if quantize else codes
     summed = codes.sum(dim=3)  # (planes, positions, groups, outs, columns)
     result = torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))
     if accumulate:
@@ -241,14 +247,15 @@ def adc_scatter_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, 
     Numba on CPU, tensor operations elsewhere.
     """
     top = float(2**adc_bits - 1)
-    if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
+    if partial_sums.device.type == "cpu" and partial_sums.dtype in KERNEL_DTYPES and out.is_contiguous():
         _adc_scatter_kernel(
             partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
             output_index.contiguous().numpy(), slice_index.contiguous().numpy(), np.float32(top), accumulate,
             out.numpy(),
         )
         return
-    codes = partial_sums.round().clamp_(0, top)
+    codes = partial_sums.float() if partial_sums.dtype == torch.uint8 else partial_sums
+    codes = codes.round().clamp_(0, top)
     outs = out.shape[2]
     # (planes, groups, tiles, reads, outs): each read's digital weight on its output, 0 elsewhere
     one_hot = F.one_hot(output_index, outs).to(codes.dtype)

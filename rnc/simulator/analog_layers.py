@@ -508,7 +508,8 @@ class AnalogLayer(nn.Module):
         conv_groups = groups * til.tiles
         out_g = self.out_channels // groups
         ho, wo = self._output_size(h, w)
-        per_sample_bytes = conv_groups * plan.reads_per_tile * ho * wo * 4
+        item_bytes = 1 if plan.packed_weight is not None and self.adc_bits <= 8 else 4  # uint8 codes or float32
+        per_sample_bytes = conv_groups * plan.reads_per_tile * ho * wo * item_bytes
         budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
         planes_per_chunk = max(1, min(n_planes, budget // n))
         samples_per_chunk = n if planes_per_chunk * n <= budget else budget
@@ -540,15 +541,18 @@ class AnalogLayer(nn.Module):
         return out.view(n, ho, wo, self.out_channels)
 
     def _read(self, chunk: torch.Tensor, plan: ReadPlan, conv_groups: int) -> torch.Tensor:
-        """Partial sums of one chunk of input slices ``(B, C_padded, H, W)``: ``(B, reads, Ho, Wo)``,
-        channels-last; integer convolution (exact int32 sums, as float32) when the plan has packed weights."""
+        """Partial sums of one chunk of input slices ``(B, C_padded, H, W)`` in ADC steps: ``(B, reads, Ho, Wo)``,
+        channels-last. With packed weights, an integer convolution: exact int32 sums, times level unit / step;
+        for an ADC of at most 8 bits, rounded and clipped to uint8 codes by oneDNN's requantization."""
         if plan.packed_weight is None:
             return F.conv2d(chunk, plan.read_weight, None, self.stride, self._conv_padding(), self.dilation,
                             conv_groups)
+        # with an ADC of at most 8 bits, oneDNN's requantization to uint8 is the ADC's round-and-clip to 255
+        output_dtype = None if self.adc_bits <= 8 else torch.float32
         return torch.ops.onednn.qconv_pointwise(
             chunk, 1.0, 0, plan.packed_weight, plan.weight_scales, plan.weight_zero_points, None,
             list(self.stride), list(self._conv_padding()), list(self.dilation), conv_groups, 1.0, 0,
-            torch.float32, "none", [], "",
+            output_dtype, "none", [], "",
         )
 
     def extra_repr(self) -> str:
