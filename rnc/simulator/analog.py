@@ -53,7 +53,12 @@ ADC (ISAAC; NeuroSim's linear ADC quantizer): each crossbar read converts each c
   most ``R`` rows with an ``adc_bits`` uniform unipolar ADC: ``code = clip(round(p / step), 0,
   2**adc_bits - 1)``; then shift-and-add in digital: ``sum over input slices, tiles and column slices of
   code * step * 2**(b*dac_bits) * 2**(s*cell_bits)``. The step is one per layer (all crossbars of a layer
-  share the ADC reference), never finer than one level (ideal sums are integers):
+  share the ADC reference). When every read conductance lies on the level lattice (an integer multiple of
+  a unit ``u``: 1 for ideal cells and stuck cells with a whole-level ``g_off``; ``(t/t0)**-nu`` for drift
+  with no spread in ``nu``) the partial sums are multiples of ``u`` and the step is never finer than ``u``
+  (a step of ``u`` converts them exactly). Off the lattice (programming variation, drift spread, read noise,
+  IR drop, a fractional ``g_off``) the step is not floored: flooring it would round sums that are not
+  whole levels, which a finer ADC reference would resolve.
   - ``adc_range="calibrated"`` (default): ``step = max observed partial sum / (2**adc_bits - 1)``, the
     maximum taken over the calibration batches (NeuroSim takes it per batch, dynamically);
   - ``adc_range="full"``: fixed by the hardware, ``step = R * G_on * (2**dac_bits - 1) / (2**adc_bits - 1)``
@@ -68,10 +73,20 @@ Deliberately simpler than the sources: one ADC range per layer (no per-column tr
 non-linearity or offset, no sense-amplifier or DAC noise, no temporal (cycle-to-cycle) programming noise
 beyond the read noise, static first-order IR drop, no weight-noise-aware training.
 
-Speed: all tiles, column slices and input slices of a layer are read by one grouped convolution per chunk
-(tiles as groups, column slices as extra output channels, input slices stacked on the batch), so the cost
-is about ``columns x input slices`` plain convolutions plus the element-wise ADC; conductances with their
-static non-idealities are computed once at conversion, only read noise per forward pass.
+Speed (the results do not depend on it; ``AnalogLayer.fast_paths = False`` gives the reference path):
+- lossless columns: on the lattice, with a step of one unit, a column whose largest possible partial sum
+  ``sum(levels) * u * (2**dac_bits - 1)`` is within full scale is converted exactly, so its reads of every
+  input slice sum to one convolution of the whole integer input; all such columns of a layer (with their
+  shift-and-add weights and the digital offset/off-current corrections) form one plain convolution (with
+  ISAAC's 1-bit DACs and 2-bit cells, every column of ResNet-20 on 128-row crossbars);
+- the other reads: all tiles, column slices and input slices of a layer are read by one grouped convolution
+  per chunk (tiles as groups, the columns read as extra output channels, input slices stacked on the batch),
+  then a fused ADC + shift-and-add. On CPU, on-lattice cells are read as an exact integer convolution
+  (oneDNN, uint8 input slices x int8 levels, int32 sums, scaled by ``u / step`` and, for ADCs of at most 8
+  bits, rounded and clipped to uint8 codes by oneDNN's requantization); elsewhere in float32 with the
+  conductances divided by the step. The integer sums are exact, the float ones carry float32 rounding, so the
+  two agree except on codes whose partial sum lies within float rounding of half a step.
+Conductances with their static non-idealities are computed once at conversion, only read noise per pass.
 """
 
 from __future__ import annotations

@@ -217,6 +217,8 @@ def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, ad
     tensor operations elsewhere (GPU).
     """
     top = float(2**adc_bits - 1)
+    if partial_sums.dtype == torch.uint8 and adc_bits >= 8:
+        quantize = False  # uint8 codes: already rounded and clipped to 255
     if partial_sums.device.type == "cpu" and partial_sums.dtype in KERNEL_DTYPES and out.is_contiguous():
         _adc_shift_add_kernel(
             partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),

@@ -164,6 +164,12 @@ class AnalogLayer(nn.Module):
         self._cache_key: tuple[object, ...] | None = None
         self._ones: torch.Tensor | None = None
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickling and deep copies leave out the cached read plan (oneDNN's packed weights have no storage)."""
+        state = dict(super().__getstate__())
+        state["_cached_plan"], state["_cache_key"] = None, None
+        return state
+
     # -- cells --------------------------------------------------------------------------------------
     def _static_conductance(self, levels: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
         """Programmed conductances with variation, stuck-at faults and drift (sampled once, seeded per layer)."""

@@ -135,3 +135,18 @@ def test_scatter_kernel_matches_tensor_ops_and_hand_sum():
         by_hand[:, 1] += weights[p, 1] * codes[p, :, 0, 1, 1]
     assert torch.allclose(kernel[:, 0], by_hand)
     assert torch.allclose(fallback[:, 0].float(), by_hand)
+
+
+def test_copies_and_pickles_after_integer_reads():
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=8, adc_bits=8)
+    analog = to_analog(model, hw, seed=0, calibration=[x])
+    y = analog(x)
+    assert analog[0]._cached_plan.packed_weight is not None  # oneDNN's packed weights: no storage to pickle
+    assert torch.equal(copy.deepcopy(analog)(x), y)
+    assert torch.equal(pickle.loads(pickle.dumps(analog))(x), y)
