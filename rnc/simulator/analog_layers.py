@@ -23,6 +23,7 @@ from rnc.simulator.analog_arith import (
     adc_scatter_add_,
     adc_shift_add_,
     adc_step_for_range,
+    codes_exact_in_float32,
     input_planes,
     quantize_inputs,
     quantize_weights,
@@ -84,10 +85,11 @@ class ReadPlan:
       into one convolution of the whole integer input (in digital units);
     - the other reads go through the ADC: ``reads_per_tile`` columns per (group, tile), each read once per
       input slice by one grouped convolution: float weights ``read_weight`` (conductance / step) or oneDNN's
-      packed int8 levels ``packed_weight`` (exact int32 partial sums in levels, times ``weight_scales`` =
-      level unit / step on output). ``output_index``/``slice_index`` ``(groups, tiles, reads)`` say which
-      output and weight slice each read is when only some columns are read (``None``: all of them, in
-      (output, slice) order).
+      packed int8 levels ``packed_weight`` (exact int32 partial sums in levels: returned as uint8 ADC codes
+      when float32 rounds them exactly, ``uint8_codes``, else as float32 sums that the ADC kernels convert
+      exactly with ``adc_scale`` = level unit / step). ``output_index``/``slice_index``
+      ``(groups, tiles, reads)`` say which output and weight slice each read is when only some columns are
+      read (``None``: all of them, in (output, slice) order).
     """
 
     step: float
@@ -99,6 +101,8 @@ class ReadPlan:
     slice_index: torch.Tensor | None
     weight_scales: torch.Tensor | None = None
     weight_zero_points: torch.Tensor | None = None
+    adc_scale: float = 1.0
+    uint8_codes: bool = False
 
 
 class AnalogLayer(nn.Module):
@@ -462,14 +466,19 @@ class AnalogLayer(nn.Module):
         weight = plan.read_weight.contiguous(memory_format=torch.channels_last)
         if not int8:
             return dataclasses.replace(plan, read_weight=weight)
-        # exact int32 sums in levels, scaled once to ADC steps on output: scale = level unit / step
-        scales = torch.full((weight.shape[0],), self.level_unit / plan.step)
+        # exact int32 sums in levels. Where float32 rounds them exactly (unit 1, see codes_exact_in_float32),
+        # oneDNN scales them by 1 / step and requantizes to uint8: the ADC's round-half-to-even and clip to 255;
+        # otherwise they come back as float32 (exact below 2**24) and the ADC kernels round them in float64
+        in_float32 = self.level_unit == 1.0 and codes_exact_in_float32(plan.step, self.adc_bits)
+        scales = torch.full((weight.shape[0],), 1.0 / plan.step if in_float32 else 1.0)
         packed = torch.ops.onednn.qconv_prepack(
             weight.to(torch.int8), scales, 1.0, 0, list(self.stride), list(self._conv_padding()),
             list(self.dilation), self.groups * self.tiling.tiles, None,
         )
         return dataclasses.replace(plan, read_weight=None, packed_weight=packed, weight_scales=scales,
-                                   weight_zero_points=torch.zeros(weight.shape[0], dtype=torch.int64))
+                                   weight_zero_points=torch.zeros(weight.shape[0], dtype=torch.int64),
+                                   adc_scale=1.0 if in_float32 else self.level_unit / plan.step,
+                                   uint8_codes=in_float32)
 
     def _integer_reads(self, levels: torch.Tensor, device: torch.device) -> bool:
         """Whether the reads can run as exact integer convolutions: CPU, oneDNN's int8 convolution, levels
@@ -514,8 +523,7 @@ class AnalogLayer(nn.Module):
         conv_groups = groups * til.tiles
         out_g = self.out_channels // groups
         ho, wo = self._output_size(h, w)
-        item_bytes = 1 if plan.packed_weight is not None and self.adc_bits <= 8 else 4  # uint8 codes or float32
-        per_sample_bytes = conv_groups * plan.reads_per_tile * ho * wo * item_bytes
+        per_sample_bytes = conv_groups * plan.reads_per_tile * ho * wo * (1 if plan.uint8_codes else 4)
         budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
         planes_per_chunk = max(1, min(n_planes, budget // n))
         samples_per_chunk = n if planes_per_chunk * n <= budget else budget
@@ -539,26 +547,25 @@ class AnalogLayer(nn.Module):
                 if plan.output_index is None:
                     ps = ps.reshape(k, m * ho * wo, groups, til.tiles, out_g, self.columns)
                     adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, quantize, target,
-                                   accumulate=plane_start > 0)
+                                   accumulate=plane_start > 0, scale=plan.adc_scale)
                 else:
                     ps = ps.reshape(k, m * ho * wo, groups, til.tiles, plan.reads_per_tile)
                     adc_scatter_add_(ps, combined[plane_start:p_end], plan.output_index, plan.slice_index,
-                                     self.adc_bits, target, accumulate=plane_start > 0)
+                                     self.adc_bits, target, accumulate=plane_start > 0,
+                                     scale=plan.adc_scale)
         return out.view(n, ho, wo, self.out_channels)
 
     def _read(self, chunk: torch.Tensor, plan: ReadPlan, conv_groups: int) -> torch.Tensor:
-        """Partial sums of one chunk of input slices ``(B, C_padded, H, W)`` in ADC steps: ``(B, reads, Ho, Wo)``,
-        channels-last. With packed weights, an integer convolution: exact int32 sums, times level unit / step;
-        for an ADC of at most 8 bits, rounded and clipped to uint8 codes by oneDNN's requantization."""
+        """Partial sums of one chunk of input slices ``(B, C_padded, H, W)``: ``(B, reads, Ho, Wo)``, channels-last;
+        in ADC steps (float reads), or, with packed weights, an integer convolution's exact int32 sums: uint8
+        ADC codes (``plan.uint8_codes``) or float32 sums in levels (``plan.adc_scale`` converts them)."""
         if plan.packed_weight is None:
             return F.conv2d(chunk, plan.read_weight, None, self.stride, self._conv_padding(), self.dilation,
                             conv_groups)
-        # with an ADC of at most 8 bits, oneDNN's requantization to uint8 is the ADC's round-and-clip to 255
-        output_dtype = None if self.adc_bits <= 8 else torch.float32
         return torch.ops.onednn.qconv_pointwise(
             chunk, 1.0, 0, plan.packed_weight, plan.weight_scales, plan.weight_zero_points, None,
             list(self.stride), list(self._conv_padding()), list(self.dilation), conv_groups, 1.0, 0,
-            output_dtype, "none", [], "",
+            None if plan.uint8_codes else torch.float32, "none", [], "",
         )
 
     def extra_repr(self) -> str:

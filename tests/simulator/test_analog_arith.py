@@ -9,8 +9,10 @@ from rnc.simulator.analog_arith import (
     adc_codes_,
     adc_shift_add_,
     adc_step_for_range,
+    codes_exact_in_float32,
     input_planes,
     quantize_weights,
+    round_significant,
     slice_weights,
 )
 
@@ -129,7 +131,8 @@ def test_fixed_ranges_errors_and_round_trip():
 
 
 def test_adc_step_follows_the_level_lattice():
-    assert adc_step_for_range(10.0, 8, level_unit=None) == pytest.approx(10.0 / 255)  # off the lattice: no floor
+    # off the lattice: no floor; 10/255 = 0.62745.. * 2**-4 to 12 significant bits: 2570/4096 * 2**-4
+    assert adc_step_for_range(10.0, 8, level_unit=None) == 2570 / 65536
     assert adc_step_for_range(10.0, 8, level_unit=0.25) == 0.25  # never finer than one (drifted) level
     assert adc_step_for_range(510.0, 8, level_unit=0.25) == 2.0
     assert adc_step_for_range(0.0, 8, level_unit=None) == 1.0
@@ -157,3 +160,14 @@ def test_compensated_drift_without_spread_costs_nothing(dac_bits):
     assert (off(x) - ref).abs().max() < 1e-3 * ref.abs().max()
     whole = to_analog(model, HardwareConfig(**base, nonideal=NonIdealities(on_off_ratio=4.0)), seed=0, adc_range="full")
     assert whole.get_submodule("0").level_unit == 1.0  # g_off = 3/3 = one whole level
+
+
+def test_step_significant_bits_and_exact_float32_rounding():
+    assert round_significant(6030 / 255, 12) == 23.6484375  # 23.647.. = 0.7389.. * 2**5 -> 3027/4096 * 2**5
+    assert round_significant(2.0, 12) == 2.0
+    # float32 rounds integer sums exactly: powers of two; odd mantissa with no positive exponent (no exact tie)
+    assert codes_exact_in_float32(2.0, 8) and codes_exact_in_float32(0.25, 8)
+    assert codes_exact_in_float32(3.0, 8) and codes_exact_in_float32(23.6484375, 8)  # 3027 / 2**7
+    # 6 = 3 * 2: the sum 9 is exactly 1.5 steps, and float32's 9 * (1/6) need not be; 24 significant bits: too close
+    assert not codes_exact_in_float32(6.0, 8)
+    assert not codes_exact_in_float32(6030 / 255, 8)

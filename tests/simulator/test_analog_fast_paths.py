@@ -7,6 +7,12 @@ shift-and-add; with calibrated (arbitrary) steps the integer path may flip a cod
 float rounding of half a step, so those cases are compared layer by layer on the lossless path only.
 """
 
+import copy
+import itertools
+import math
+import pickle
+from fractions import Fraction
+
 import pytest
 import torch
 import torch.nn as nn
@@ -138,9 +144,6 @@ def test_scatter_kernel_matches_tensor_ops_and_hand_sum():
 
 
 def test_copies_and_pickles_after_integer_reads():
-    import copy
-    import pickle
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
     x = torch.rand(2, 3, 8, 8)
@@ -150,3 +153,48 @@ def test_copies_and_pickles_after_integer_reads():
     assert analog[0]._cached_plan.packed_weight is not None  # oneDNN's packed weights: no storage to pickle
     assert torch.equal(copy.deepcopy(analog)(x), y)
     assert torch.equal(pickle.loads(pickle.dumps(analog))(x), y)
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    quotient, remainder = divmod(numerator, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
+        quotient += 1
+    return quotient
+
+
+# 2: ties at odd sums, exact in float32; 6030/255: a calibrated step (max 6030), many sums near half a step;
+# 6 = 3 * 2: ties at odd multiples of 3, which float32 can misround (float64 kernel path); 23.6: arbitrary
+@pytest.mark.parametrize(("step", "uint8_codes"), [(2.0, True), (6030.0 / 255, True), (6.0, False), (23.6, True)])
+def test_integer_reads_round_exactly(step, uint8_codes):
+    # an independent exact computation: integer partial sums of each (tile, weight slice, input slice), each code
+    # rounded half to even from the rational P / step (step as stored, float32), then shift-and-add
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(96, 8)).eval()
+    x = torch.rand(64, 96) * 3
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=4, adc_bits=8, crossbar_rows=64,
+                        crossbar_cols=64)
+    analog = to_analog(model, hw, seed=0, calibration={"0": AnalogRange(0.0, 3.0, step * 255)})
+    layer = analog.get_submodule("0")
+    plan = _plans(analog)[0]
+    assert plan.packed_weight is not None and layer.tiling.tiles == 2  # rows 0-47 and 48-95
+    assert plan.uint8_codes == uint8_codes
+    stored = Fraction(float(layer.adc_step))
+    x_q, x_scale, _, _ = layer._input_quantization(x)
+    x_int = x_q.to(torch.int64)
+    levels = layer.conductance.view(8, 4, 96).to(torch.int64)
+    planes = [x_int % 16, x_int // 16]
+    expected = torch.zeros(64, 8, dtype=torch.float64)
+    for b, plane in enumerate(planes):
+        for t in range(2):
+            rows = slice(48 * t, 48 * (t + 1))
+            sums = torch.einsum("nr,osr->nos", plane[:, rows], levels[:, :, rows])  # exact int64
+            indices = itertools.product(range(64), range(8), range(4))
+            for (n, o, s), total in zip(indices, sums.flatten().tolist(), strict=True):
+                ratio = Fraction(total) / stored
+                code = min(_round_half_even(ratio.numerator, ratio.denominator), 255)
+                expected[n, o] += float(code * stored) * 4**s * 16**b
+    expected -= 128 * x_int.sum(dim=1, keepdim=True).double()
+    expected = expected * x_scale * layer.weight_scale + layer.bias.double()
+    out = analog(x).double()
+    assert math.isclose(float(stored), float(layer.adc_step))
+    assert torch.allclose(out, expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
