@@ -469,7 +469,7 @@ class AnalogLayer(nn.Module):
         # exact int32 sums in levels. Where float32 rounds them exactly (unit 1, see codes_exact_in_float32),
         # oneDNN scales them by 1 / step and requantizes to uint8: the ADC's round-half-to-even and clip to 255;
         # otherwise they come back as float32 (exact below 2**24) and the ADC kernels round them in float64
-        in_float32 = self.level_unit == 1.0 and codes_exact_in_float32(plan.step, self.adc_bits)
+        in_float32 = self.adc_bits <= 8 and self.level_unit == 1.0 and codes_exact_in_float32(plan.step, self.adc_bits)
         scales = torch.full((weight.shape[0],), 1.0 / plan.step if in_float32 else 1.0)
         packed = torch.ops.onednn.qconv_prepack(
             weight.to(torch.int8), scales, 1.0, 0, list(self.stride), list(self._conv_padding()),

@@ -164,16 +164,19 @@ def _round_half_even(numerator: int, denominator: int) -> int:
 
 # 2: ties at odd sums, exact in float32; 6030/255: a calibrated step (max 6030), many sums near half a step;
 # 6 = 3 * 2: ties at odd multiples of 3, which float32 can misround (float64 kernel path); 23.6: arbitrary
-@pytest.mark.parametrize(("step", "uint8_codes"), [(2.0, True), (6030.0 / 255, True), (6.0, False), (23.6, True)])
-def test_integer_reads_round_exactly(step, uint8_codes):
+# a 10-bit ADC: codes above 255, so never uint8
+@pytest.mark.parametrize(("step", "adc_bits", "uint8_codes"),
+                         [(2.0, 8, True), (6030.0 / 255, 8, True), (6.0, 8, False), (23.6, 8, True), (2.0, 10, False)])
+def test_integer_reads_round_exactly(step, adc_bits, uint8_codes):
     # an independent exact computation: integer partial sums of each (tile, weight slice, input slice), each code
     # rounded half to even from the rational P / step (step as stored, float32), then shift-and-add
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(96, 8)).eval()
     x = torch.rand(64, 96) * 3
-    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=4, adc_bits=8, crossbar_rows=64,
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=4, adc_bits=adc_bits, crossbar_rows=64,
                         crossbar_cols=64)
-    analog = to_analog(model, hw, seed=0, calibration={"0": AnalogRange(0.0, 3.0, step * 255)})
+    top = 2**adc_bits - 1
+    analog = to_analog(model, hw, seed=0, calibration={"0": AnalogRange(0.0, 3.0, step * top)})
     layer = analog.get_submodule("0")
     plan = _plans(analog)[0]
     assert plan.packed_weight is not None and layer.tiling.tiles == 2  # rows 0-47 and 48-95
@@ -191,7 +194,7 @@ def test_integer_reads_round_exactly(step, uint8_codes):
             indices = itertools.product(range(64), range(8), range(4))
             for (n, o, s), total in zip(indices, sums.flatten().tolist(), strict=True):
                 ratio = Fraction(total) / stored
-                code = min(_round_half_even(ratio.numerator, ratio.denominator), 255)
+                code = min(_round_half_even(ratio.numerator, ratio.denominator), top)
                 expected[n, o] += float(code * stored) * 4**s * 16**b
     expected -= 128 * x_int.sum(dim=1, keepdim=True).double()
     expected = expected * x_scale * layer.weight_scale + layer.bias.double()
