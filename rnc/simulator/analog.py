@@ -53,9 +53,10 @@ ADC (ISAAC; NeuroSim's linear ADC quantizer): each crossbar read converts each c
   most ``R`` rows with an ``adc_bits`` uniform unipolar ADC: ``code = clip(round(p / step), 0,
   2**adc_bits - 1)``; then shift-and-add in digital: ``sum over input slices, tiles and column slices of
   code * step * 2**(b*dac_bits) * 2**(s*cell_bits)``. The step is one per layer (all crossbars of a layer
-  share the ADC reference). When every read conductance lies on the level lattice (an integer multiple of
-  a unit ``u``: 1 for ideal cells and stuck cells with a whole-level ``g_off``; ``(t/t0)**-nu`` for drift
-  with no spread in ``nu``) the partial sums are multiples of ``u`` and the step is never finer than ``u``
+  share the ADC reference, set to 12 significant bits: see ``codes_exact_in_float32``). When every read
+  conductance lies on the level lattice (an integer multiple of a unit ``u``: 1 for ideal cells and stuck
+  cells with a whole-level ``g_off``; ``(t/t0)**-nu`` for drift with no spread in ``nu``) the partial sums
+  are multiples of ``u`` and the step is never finer than ``u``
   (a step of ``u`` converts them exactly). Off the lattice (programming variation, drift spread, read noise,
   IR drop, a fractional ``g_off``) the step is not floored: flooring it would round sums that are not
   whole levels, which a finer ADC reference would resolve.
@@ -82,10 +83,10 @@ Speed (the results do not depend on it; ``AnalogLayer.fast_paths = False`` gives
 - the other reads: all tiles, column slices and input slices of a layer are read by one grouped convolution
   per chunk (tiles as groups, the columns read as extra output channels, input slices stacked on the batch),
   then a fused ADC + shift-and-add. On CPU, on-lattice cells are read as an exact integer convolution
-  (oneDNN, uint8 input slices x int8 levels, int32 sums, scaled by ``u / step`` and, for ADCs of at most 8
-  bits, rounded and clipped to uint8 codes by oneDNN's requantization); elsewhere in float32 with the
-  conductances divided by the step. The integer sums are exact, the float ones carry float32 rounding, so the
-  two agree except on codes whose partial sum lies within float rounding of half a step.
+  (oneDNN, uint8 input slices x int8 levels, int32 sums) and every code is the exact
+  ``round_half_even(P / step)``: computed by oneDNN's requantization to uint8 where float32 provably rounds
+  exactly (``codes_exact_in_float32``, ADCs of at most 8 bits), else in float64 by the ADC kernels. Elsewhere
+  (off the lattice, GPU) the reads are float32 with the conductances divided by the step.
 Conductances with their static non-idealities are computed once at conversion, only read noise per pass.
 """
 
