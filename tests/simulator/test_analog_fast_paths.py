@@ -61,15 +61,15 @@ def _fixed(analog: nn.Module, adc_max: float) -> dict[str, AnalogRange]:
     return ranges
 
 
-@pytest.mark.parametrize("rows", [16, 64])
-def test_lossless_and_mixed_columns_equal_the_adc_path(rows):
+@pytest.mark.parametrize(("rows", "encoding"), [(16, "offset"), (64, "offset"), (64, "differential")])
+def test_lossless_and_mixed_columns_equal_the_adc_path(rows, encoding):
     torch.manual_seed(0)
     model = Convs().eval()
     x = torch.randn(6, 3, 12, 12)
     # 1-bit DACs, 2-bit cells: a column's partial sum is at most 3 x its rows; a 6-bit ADC with step 1 (full
     # scale 63) converts the columns with sum(levels) <= 63 losslessly and clips the others
     hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=6, dac_bits=1, adc_bits=6, crossbar_rows=rows,
-                        crossbar_cols=rows)
+                        crossbar_cols=rows, signed_encoding=encoding)
     calibrated = to_analog(model, hw, seed=0, calibration=[x])
     analog = to_analog(model, hw, seed=0, calibration=_fixed(calibrated, 63.0))
     plans = _plans(analog)
@@ -94,13 +94,13 @@ def test_calibrated_bit_serial_resnet_block_is_lossless_and_bit_equal():
     assert torch.allclose(fast, slow, rtol=1e-6, atol=1e-6 * float(slow.abs().max()))
 
 
-@pytest.mark.parametrize("dac_bits", [8, 4])
-def test_integer_reads_equal_float_reads_at_power_of_two_steps(dac_bits):
+@pytest.mark.parametrize(("dac_bits", "encoding"), [(8, "offset"), (4, "offset"), (4, "differential")])
+def test_integer_reads_equal_float_reads_at_power_of_two_steps(dac_bits, encoding):
     torch.manual_seed(0)
     model = Convs().eval()
     x = torch.randn(6, 3, 12, 12)
     hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=dac_bits, adc_bits=8, crossbar_rows=64,
-                        crossbar_cols=64)
+                        crossbar_cols=64, signed_encoding=encoding)
     calibrated = to_analog(model, hw, seed=0, calibration=[x])
     analog = to_analog(model, hw, seed=0, calibration=_fixed(calibrated, 255.0 * 16))  # step 16: lossy
     plans = _plans(analog)
