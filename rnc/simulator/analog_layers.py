@@ -398,8 +398,9 @@ class AnalogLayer(nn.Module):
 
     # -- read plans ---------------------------------------------------------------------------------
     def _read_plan(self, step: float, device: torch.device) -> ReadPlan:
-        """The cached :class:`ReadPlan` for this step (rebuilt every pass under read noise)."""
-        key = (step, device, self.mode == "observe_adc", self.fast_paths)
+        """The cached :class:`ReadPlan` for this step (rebuilt every pass under read noise, and when the
+        conductances change in place, e.g. by ``load_state_dict``)."""
+        key = (step, device, self.mode == "observe_adc", self.fast_paths, self.conductance._version)
         if self.read_noise_sigma > 0 or self._cached_plan is None or self._cache_key != key:
             plan = self._build_plan(step, device)
             if self.read_noise_sigma == 0:

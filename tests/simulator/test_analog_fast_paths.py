@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rnc.simulator import AnalogRange, HardwareConfig, NonIdealities, to_analog
+from rnc.simulator import AnalogRange, HardwareConfig, NonIdealities, analog_ranges, to_analog
 from rnc.simulator.analog import analog_layers
 from rnc.simulator.analog_arith import adc_scatter_add_
 
@@ -201,3 +201,17 @@ def test_integer_reads_round_exactly(step, adc_bits, uint8_codes):
     out = analog(x).double()
     assert math.isclose(float(stored), float(layer.adc_step))
     assert torch.allclose(out, expected, rtol=1e-6, atol=1e-6 * float(expected.abs().max()))
+
+
+def test_loading_another_chip_rebuilds_the_read_plan():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 4)).eval()
+    x = torch.rand(8, 32)
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=8, adc_bits=8,
+                        nonideal=NonIdealities(stuck_at_on_rate=0.2))
+    first = to_analog(model, hw, seed=0, calibration=[x])
+    second = to_analog(model, hw, seed=1, calibration=analog_ranges(first))  # same ranges, another chip
+    expected = second(x)
+    first(x)  # caches the first chip's read plan
+    first.load_state_dict(second.state_dict())
+    assert torch.equal(first(x), expected)
