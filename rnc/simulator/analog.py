@@ -53,7 +53,13 @@ ADC (ISAAC; NeuroSim's linear ADC quantizer): each crossbar read converts each c
   most ``R`` rows with an ``adc_bits`` uniform unipolar ADC: ``code = clip(round(p / step), 0,
   2**adc_bits - 1)``; then shift-and-add in digital: ``sum over input slices, tiles and column slices of
   code * step * 2**(b*dac_bits) * 2**(s*cell_bits)``. The step is one per layer (all crossbars of a layer
-  share the ADC reference), never finer than one level (ideal sums are integers):
+  share the ADC reference, set to 12 significant bits: see ``codes_exact_in_float32``). When every read
+  conductance lies on the level lattice (an integer multiple of a unit ``u``: 1 for ideal cells and stuck
+  cells with a whole-level ``g_off``; ``(t/t0)**-nu`` for drift with no spread in ``nu``) the partial sums
+  are multiples of ``u`` and the step is never finer than ``u``
+  (a step of ``u`` converts them exactly). Off the lattice (programming variation, drift spread, read noise,
+  IR drop, a fractional ``g_off``) the step is not floored: flooring it would round sums that are not
+  whole levels, which a finer ADC reference would resolve.
   - ``adc_range="calibrated"`` (default): ``step = max observed partial sum / (2**adc_bits - 1)``, the
     maximum taken over the calibration batches (NeuroSim takes it per batch, dynamically);
   - ``adc_range="full"``: fixed by the hardware, ``step = R * G_on * (2**dac_bits - 1) / (2**adc_bits - 1)``
@@ -68,10 +74,20 @@ Deliberately simpler than the sources: one ADC range per layer (no per-column tr
 non-linearity or offset, no sense-amplifier or DAC noise, no temporal (cycle-to-cycle) programming noise
 beyond the read noise, static first-order IR drop, no weight-noise-aware training.
 
-Speed: all tiles, column slices and input slices of a layer are read by one grouped convolution per chunk
-(tiles as groups, column slices as extra output channels, input slices stacked on the batch), so the cost
-is about ``columns x input slices`` plain convolutions plus the element-wise ADC; conductances with their
-static non-idealities are computed once at conversion, only read noise per forward pass.
+Speed (the results do not depend on it; ``AnalogLayer.fast_paths = False`` gives the reference path):
+- lossless columns: on the lattice, with a step of one unit, a column whose largest possible partial sum
+  ``sum(levels) * u * (2**dac_bits - 1)`` is within full scale is converted exactly, so its reads of every
+  input slice sum to one convolution of the whole integer input; all such columns of a layer (with their
+  shift-and-add weights and the digital offset/off-current corrections) form one plain convolution (with
+  ISAAC's 1-bit DACs and 2-bit cells, every column of ResNet-20 on 128-row crossbars);
+- the other reads: all tiles, column slices and input slices of a layer are read by one grouped convolution
+  per chunk (tiles as groups, the columns read as extra output channels, input slices stacked on the batch),
+  then a fused ADC + shift-and-add. On CPU, on-lattice cells are read as an exact integer convolution
+  (oneDNN, uint8 input slices x int8 levels, int32 sums) and every code is the exact
+  ``round_half_even(P / step)``: computed by oneDNN's requantization to uint8 where float32 provably rounds
+  exactly (``codes_exact_in_float32``, ADCs of at most 8 bits), else in float64 by the ADC kernels. Elsewhere
+  (off the lattice, GPU) the reads are float32 with the conductances divided by the step.
+Conductances with their static non-idealities are computed once at conversion, only read noise per pass.
 """
 
 from __future__ import annotations
@@ -222,7 +238,7 @@ def calibrate_analog(model: nn.Module, calibration: Iterable[Any], *, batches: i
             layer.adc_step.fill_(_step(layer, layer.observed_max))
     for layer in layers:
         layer.reads = 0
-        layer._cached_weight = None
+        layer._cached_plan = None
 
 
 def analog_ranges(model: nn.Module) -> dict[str, AnalogRange]:
@@ -251,7 +267,7 @@ def _full_step(layer: AnalogLayer) -> float:
 def _step(layer: AnalogLayer, adc_max: float) -> float:
     from rnc.simulator.analog_arith import adc_step_for_range
 
-    return adc_step_for_range(adc_max, layer.adc_bits)
+    return adc_step_for_range(adc_max, layer.adc_bits, layer.level_unit)
 
 
 def _apply_fixed_ranges(layers: list[AnalogLayer], ranges: Mapping[str, AnalogRange], adc_range: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 
 class AnalogError(ValueError):
@@ -124,38 +125,116 @@ def adc_codes_(partial_sums: torch.Tensor, adc_bits: int) -> torch.Tensor:
     return partial_sums.round_().clamp_(0, 2**adc_bits - 1)
 
 
-def adc_step_for_range(adc_max: float, adc_bits: int) -> float:
-    """ADC step (in cell-level x input-level units) that spreads ``2**adc_bits - 1`` steps over ``adc_max``.
+def adc_step_for_range(adc_max: float, adc_bits: int, level_unit: float | None = 1.0) -> float:
+    """ADC step (in conductance-level x input-level units) that spreads ``2**adc_bits - 1`` steps over ``adc_max``.
 
-    Never finer than 1: partial sums of ideal cells are integers, so a step of 1 is already exact.
+    ``level_unit``: the lattice the partial sums lie on, when every read conductance is an integer multiple
+    of it (ideal cells: 1; uniform drift ``(t/t0)**-nu`` with no spread in ``nu``: that factor); the step is
+    then never finer than one unit, since a step of one unit already converts every partial sum exactly.
+    ``None`` when the conductances are off the lattice (variation, drift spread, read noise, IR drop, a
+    non-integer off-state conductance): the step is then ``adc_max / (2**adc_bits - 1)``, unfloored, since
+    flooring it would round partial sums that are not multiples of it.
     """
     if adc_max <= 0:
-        return 1.0
-    return max(adc_max / (2**adc_bits - 1), 1.0)
+        return 1.0 if level_unit is None else level_unit
+    step = round_significant(adc_max / (2**adc_bits - 1), STEP_BITS)
+    return step if level_unit is None else max(step, level_unit)
+
+
+STEP_BITS = 12
+"""Significant bits of an ADC step (the reference a DAC sets): few enough that an integer partial sum is either
+exactly on a code boundary or clearly off it, so float32 arithmetic rounds it exactly
+(see :func:`codes_exact_in_float32`)."""
+
+
+def round_significant(value: float, bits: int) -> float:
+    """``value`` rounded to ``bits`` significant bits (round half to even): ``23.6470588 -> 23.646484375`` at 12."""
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(round(mantissa * 2**bits), exponent - bits)
+
+
+def codes_exact_in_float32(step: float, adc_bits: int) -> bool:
+    """Whether ``rint(float32(P) * float32(1 / step))`` is the exact ADC code ``round_half_even(P / step)`` of
+    every integer partial sum ``P`` that converts to at most ``2**adc_bits`` (``P < 2**24``).
+
+    Write ``step = M * 2**E`` with ``M`` odd. A power of two divides exactly. Otherwise, when ``E <= 0`` no
+    integer ``P`` lies exactly on a boundary (``2P = (2k+1) M 2**E`` has no integer solution), and every ``P``
+    is at least ``1 / (2M)`` from one; with ``M <= 2**STEP_BITS`` that is ``1.2e-4``, above float32's error of
+    at most ``2**adc_bits * 2**-23`` (``3e-5`` at 8 bits), so rounding in float32 is exact.
+    """
+    numerator, denominator = float(step).as_integer_ratio()
+    if numerator & (numerator - 1) == 0:  # a power of two (denominator is one too)
+        return True
+    odd, exponent = numerator, -denominator.bit_length() + 1
+    while odd % 2 == 0:
+        odd, exponent = odd // 2, exponent + 1
+    return exponent <= 0 and odd <= 2**STEP_BITS and adc_bits <= 8
+
+
+KERNEL_DTYPES = (torch.float32, torch.uint8)
+"""Partial sums the Numba kernels read: float32, or uint8 codes an integer read already rounded and clipped."""
+
+TIE_WINDOW = 1e-9
+"""Distance from half a step within which an exact partial sum times ``scale`` is a tie (see ``exact_codes``)."""
+
+
+@numba.njit(cache=True, inline="always")
+def _exact_code(partial_sum: np.float32, scale: float, top: float) -> float:  # pragma: no cover - compiled
+    quotient = np.float64(partial_sum) * scale
+    code = np.rint(quotient)
+    if abs(abs(quotient - code) - 0.5) < TIE_WINDOW:  # an exact tie: half to even, as np.rint
+        code = 2.0 * np.rint(quotient * 0.5)
+    return min(max(code, 0.0), top)
+
+
+def exact_codes(partial_sums: torch.Tensor, scale: float, adc_bits: int) -> torch.Tensor:
+    """ADC codes ``clip(round_half_even(P / step), 0, 2**adc_bits - 1)`` of exact integer partial sums ``P``.
+
+    ``scale`` is ``1 / step`` (times the level unit when sums count levels), in float64. For an integer
+    ``P < 2**24`` and a float32 step ``s = M * 2**E`` (``M < 2**24``), ``P / s`` is either exactly half-integer
+    or at least ``1 / (2M) > 3e-8`` away from one, while ``P * scale`` in float64 errs by under ``1e-13``: so
+    rounding ``P * scale`` is exact, with quotients within ``TIE_WINDOW`` of a half-integer taken as ties.
+    (Tensor form of the Numba kernels' rounding; used on GPU and by tests.)
+    """
+    quotient = partial_sums.double() * scale
+    code = torch.round(quotient)
+    tie = ((quotient - code).abs() - 0.5).abs() < TIE_WINDOW
+    code = torch.where(tie, 2.0 * torch.round(quotient * 0.5), code)
+    return code.clamp_(0, 2**adc_bits - 1)
 
 
 @numba.njit(cache=True, nogil=True)
 def _adc_shift_add_kernel(
-    partial_sums: np.ndarray, digital_weights: np.ndarray, top: np.float32, quantize: bool, accumulate: bool,
-    out: np.ndarray,
+    partial_sums: np.ndarray, digital_weights: np.ndarray, scale: float, top: np.float32, quantize: bool,
+    accumulate: bool, out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     planes, positions, groups, tiles, outs, columns = partial_sums.shape
     width = outs * columns
     flat = partial_sums.reshape(planes, positions, groups, tiles, width)
     codes = np.empty(width, dtype=np.float32)
     zero = np.float32(0.0)
+    exact = scale != 1.0
+    top64 = np.float64(top)
     for p in range(planes):
         for r in range(positions):
             for g in range(groups):
                 codes[:] = zero
                 for t in range(tiles):  # contiguous inner loops: vectorized round, clip and sum over tiles
                     row = flat[p, r, g, t]
-                    if quantize:
+                    if quantize and exact:  # branch-free form of _exact_code, so that it vectorizes
                         for j in range(width):
-                            codes[j] += min(max(np.rint(row[j]), zero), top)
+                            quotient = np.float64(row[j]) * scale
+                            code = np.rint(quotient)
+                            tie = abs(abs(quotient - code) - 0.5) < TIE_WINDOW
+                            even = 2.0 * np.rint(quotient * 0.5)
+                            code = even if tie else code
+                            codes[j] += np.float32(min(max(code, 0.0), top64))
+                    elif quantize:
+                        for j in range(width):
+                            codes[j] += min(max(np.rint(np.float32(row[j])), zero), top)
                     else:
                         for j in range(width):
-                            codes[j] += row[j]
+                            codes[j] += np.float32(row[j])
                 for o in range(outs):
                     acc = 0.0
                     for s in range(columns):
@@ -166,29 +245,102 @@ def _adc_shift_add_kernel(
                         out[r, g, o] = acc
 
 
+@numba.njit(cache=True, nogil=True)
+def _adc_scatter_kernel(
+    partial_sums: np.ndarray, digital_weights: np.ndarray, output_index: np.ndarray, slice_index: np.ndarray,
+    scale: float, top: np.float32, accumulate: bool, out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    planes, positions, groups, tiles, reads = partial_sums.shape
+    outs = out.shape[2]
+    acc = np.empty(outs, dtype=np.float64)
+    zero = np.float32(0.0)
+    exact = scale != 1.0
+    top64 = np.float64(top)
+    for r in range(positions):
+        for g in range(groups):
+            acc[:] = 0.0
+            for p in range(planes):
+                for t in range(tiles):
+                    row = partial_sums[p, r, g, t]
+                    for j in range(reads):
+                        if exact:
+                            code = np.float32(_exact_code(row[j], scale, top64))
+                        else:
+                            code = min(max(np.rint(np.float32(row[j])), zero), top)
+                        acc[output_index[g, t, j]] += digital_weights[p, slice_index[g, t, j]] * code
+            for o in range(outs):
+                if accumulate:
+                    out[r, g, o] += acc[o]
+                else:
+                    out[r, g, o] = acc[o]
+
+
 def adc_shift_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, adc_bits: int, quantize: bool,
-                   out: torch.Tensor, *, accumulate: bool = True) -> None:
+                   out: torch.Tensor, *, accumulate: bool = True, scale: float = 1.0) -> None:
     """ADC every partial sum, sum the tiles, shift-and-add the planes and columns, into ``out`` (in place).
 
-    ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)`` in ADC steps;
-    ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times the step);
-    ``out``: ``(positions, groups, outs_per_group)``, accumulated:
+    ``partial_sums``: ``(planes, positions, groups, tiles, outs_per_group, columns)``, in ADC steps once
+    multiplied by ``scale`` (``scale != 1``: exact integer sums, rounded exactly as :func:`exact_codes`);
+    ``digital_weights[p, s]``: digital weight of input plane ``p`` and column slice ``s`` (times
+    the step); ``out``: ``(positions, groups, outs_per_group)``, accumulated:
     ``out[r, g, o] += sum_{p,t,s} digital_weights[p, s] * adc(partial_sums[p, r, g, t, o, s])``
-    with ``adc(v) = clip(round(v), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). With
+    with ``adc(v) = clip(round(v * scale), 0, 2**adc_bits - 1)`` (identity when ``quantize`` is false). With
     ``accumulate=False`` the result overwrites ``out`` instead (which may then start uninitialized). One fused
     pass on CPU (Numba, float64 shift-and-add weights: pass them as float64 to avoid a conversion per call);
     tensor operations elsewhere (GPU).
     """
     top = float(2**adc_bits - 1)
-    if partial_sums.device.type == "cpu" and partial_sums.dtype == torch.float32 and out.is_contiguous():
+    if partial_sums.dtype == torch.uint8 and adc_bits >= 8:
+        quantize = False  # uint8 codes: already rounded and clipped to 255
+    if partial_sums.device.type == "cpu" and partial_sums.dtype in KERNEL_DTYPES and out.is_contiguous():
         _adc_shift_add_kernel(
             partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
-            np.float32(top), quantize, accumulate, out.numpy(),
+            float(scale), np.float32(top), quantize, accumulate, out.numpy(),
         )
         return
-    codes = partial_sums.round().clamp_(0, top) if quantize else partial_sums
+    partial_sums = partial_sums.float() if partial_sums.dtype == torch.uint8 else partial_sums
+    if quantize:
+        codes = exact_codes(partial_sums, scale, adc_bits) if scale != 1.0 else partial_sums.round().clamp_(0, top)
+    else:
+        codes = partial_sums * scale if scale != 1.0 else partial_sums
     summed = codes.sum(dim=3)  # (planes, positions, groups, outs, columns)
     result = torch.einsum("prgos,ps->rgo", summed, digital_weights.to(summed.dtype))
+    if accumulate:
+        out += result
+    else:
+        out.copy_(result)
+
+
+def adc_scatter_add_(partial_sums: torch.Tensor, digital_weights: torch.Tensor, output_index: torch.Tensor,
+                     slice_index: torch.Tensor, adc_bits: int, out: torch.Tensor, *, accumulate: bool = True,
+                     scale: float = 1.0) -> None:
+    """The ADC and shift-and-add of a compact set of column reads, into ``out`` (in place).
+
+    ``partial_sums``: ``(planes, positions, groups, tiles, reads)``, in ADC steps once multiplied by ``scale``
+    (as in :func:`adc_shift_add_`): read ``j`` of tile ``t`` of
+    group ``g`` is the column of output ``output_index[g, t, j]`` (within the group) and weight slice
+    ``slice_index[g, t, j]``;
+    ``digital_weights``: ``(planes, slices + 1)``, the last column 0 (the slice index of padding reads);
+    ``out``: ``(positions, groups, outs_per_group)``:
+    ``out[r, g, o] += sum_{p,t,j: output_index[g,t,j]=o} digital_weights[p, slice_index[g,t,j]] *
+    clip(round(partial_sums[p, r, g, t, j] * scale), 0, 2**adc_bits - 1)``.
+    Numba on CPU, tensor operations elsewhere.
+    """
+    top = float(2**adc_bits - 1)
+    if partial_sums.device.type == "cpu" and partial_sums.dtype in KERNEL_DTYPES and out.is_contiguous():
+        _adc_scatter_kernel(
+            partial_sums.contiguous().numpy(), digital_weights.to(torch.float64).contiguous().numpy(),
+            output_index.contiguous().numpy(), slice_index.contiguous().numpy(), float(scale), np.float32(top),
+            accumulate, out.numpy(),
+        )
+        return
+    partial_sums = partial_sums.float() if partial_sums.dtype == torch.uint8 else partial_sums
+    codes = exact_codes(partial_sums, scale, adc_bits) if scale != 1.0 else partial_sums.round().clamp_(0, top)
+    outs = out.shape[2]
+    # (planes, groups, tiles, reads, outs): each read's digital weight on its output, 0 elsewhere
+    one_hot = F.one_hot(output_index, outs).to(codes.dtype)
+    read_weights = digital_weights.to(codes.dtype)[:, slice_index]
+    result = torch.einsum("prgtj,pgtj,gtjo->rgo", codes, read_weights, one_hot)
     if accumulate:
         out += result
     else:

@@ -8,6 +8,7 @@ tile and weight slice at once, the ADC and the digital shift-and-add.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ import torch.nn.functional as F  # noqa: N812
 
 from rnc.simulator.analog_arith import (
     AnalogError,
+    adc_scatter_add_,
     adc_shift_add_,
     adc_step_for_range,
+    codes_exact_in_float32,
     input_planes,
     quantize_inputs,
     quantize_weights,
@@ -73,6 +76,35 @@ class RowTiling:
         return cls(parts, virtual, virtual, 1)
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one layer's crossbar reads are computed at one ADC step (built once per step, then cached).
+
+    - ``lossless_weight``: ``(Cout, Cin_g, kh, kw)`` or ``None``: the columns whose ADC is lossless, folded
+      with their shift-and-add weights, the drift compensation and the digital offset/off-current corrections
+      into one convolution of the whole integer input (in digital units);
+    - the other reads go through the ADC: ``reads_per_tile`` columns per (group, tile), each read once per
+      input slice by one grouped convolution: float weights ``read_weight`` (conductance / step) or oneDNN's
+      packed int8 levels ``packed_weight`` (exact int32 partial sums in levels: returned as uint8 ADC codes
+      when float32 rounds them exactly, ``uint8_codes``, else as float32 sums that the ADC kernels convert
+      exactly with ``adc_scale`` = level unit / step). ``output_index``/``slice_index``
+      ``(groups, tiles, reads)`` say which output and weight slice each read is when only some columns are
+      read (``None``: all of them, in (output, slice) order).
+    """
+
+    step: float
+    lossless_weight: torch.Tensor | None
+    read_weight: torch.Tensor | None
+    packed_weight: torch.Tensor | None
+    reads_per_tile: int
+    output_index: torch.Tensor | None
+    slice_index: torch.Tensor | None
+    weight_scales: torch.Tensor | None = None
+    weight_zero_points: torch.Tensor | None = None
+    adc_scale: float = 1.0
+    uint8_codes: bool = False
+
+
 class AnalogLayer(nn.Module):
     """A Conv2d or Linear layer computed by bit-sliced crossbars with an ADC per column read.
 
@@ -117,6 +149,7 @@ class AnalogLayer(nn.Module):
         self.input_sum_correction = sliced.offset + self.g_off * float(sliced.column_weights.sum())
         self.register_buffer("column_weights", sliced.column_weights)
         self.register_buffer("conductance", self._static_conductance(sliced.levels, hw))
+        self.level_unit = self._level_unit(hw)
         self.register_buffer("row_index", self._row_index())
         self.register_buffer("col_index", self._col_index())
         self.register_buffer("bias", None if module.bias is None else module.bias.detach().to("cpu").clone())
@@ -130,9 +163,16 @@ class AnalogLayer(nn.Module):
         self.observed_min = math.inf
         self.observed_max = 0.0
         self.reads = 0
-        self._cached_weight: torch.Tensor | None = None
-        self._cache_key: tuple[float, torch.device] | None = None
+        self.fast_paths = True  # False: every read through the ADC in float (the reference path)
+        self._cached_plan: ReadPlan | None = None
+        self._cache_key: tuple[object, ...] | None = None
         self._ones: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickling and deep copies leave out the cached read plan (oneDNN's packed weights have no storage)."""
+        state = dict(super().__getstate__())
+        state["_cached_plan"], state["_cache_key"] = None, None
+        return state
 
     # -- cells --------------------------------------------------------------------------------------
     def _static_conductance(self, levels: torch.Tensor, hw: HardwareConfig) -> torch.Tensor:
@@ -151,6 +191,22 @@ class AnalogLayer(nn.Module):
             nu = ni.drift_nu + ni.drift_nu_sigma * torch.randn(g.shape, generator=gen)
             g = g * (ni.drift_time_s / ni.drift_t0_s) ** (-nu.clamp(min=0))
         return g.clamp(min=0)
+
+    def _level_unit(self, hw: HardwareConfig) -> float | None:
+        """The lattice of the read conductances: every one an integer multiple of it, else ``None``.
+
+        Ideal cells sit on whole levels (unit 1), and so do stuck cells when ``g_off`` is a whole number of
+        levels; a drift with one exponent for all cells scales the lattice by ``(t/t0)**-nu``. Programming
+        variation, a spread of drift exponents, read noise and IR drop take the conductances off it.
+        """
+        ni = hw.nonideal
+        if ni.conductance_sigma > 0 or ni.read_noise_sigma > 0 or ni.wire_resistance_ratio > 0:
+            return None
+        if not float(self.g_off).is_integer():
+            return None
+        if ni.drift_nu > 0 and ni.drift_time_s > ni.drift_t0_s:
+            return None if ni.drift_nu_sigma > 0 else (ni.drift_time_s / ni.drift_t0_s) ** (-ni.drift_nu)
+        return 1.0
 
     def _row_index(self) -> torch.Tensor:
         """Word line (0-based) each weight row sits on in its crossbar tile, shape ``(Cin_g, kh, kw)``."""
@@ -192,7 +248,11 @@ class AnalogLayer(nn.Module):
 
     def _tile_weight(self, step: float) -> torch.Tensor:
         """Grouped-conv weight ``(groups*tiles*Cout_g*columns, channels_per_tile, kh', kw')`` divided by the step."""
-        g = self._read_conductance() / step
+        return self._tile_layout(self._read_conductance() / step)
+
+    def _tile_layout(self, g: torch.Tensor) -> torch.Tensor:
+        """Per-cell values ``(Cout, columns, Cin_g, kh, kw)`` in the grouped-conv layout of the crossbar tiles:
+        ``(groups*tiles*Cout_g*columns, channels_per_tile, kh, kw)``, zero on padded rows."""
         groups, til = self.groups, self.tiling
         out_g = self.out_channels // groups
         kh, kw = self.kernel
@@ -209,6 +269,22 @@ class AnalogLayer(nn.Module):
         g = g.permute(0, 3, 1, 2, 4, 5, 6)
         return g.reshape(groups * til.tiles * out_g * self.columns, til.channels_per_tile, kh, kw).contiguous()
 
+    def _row_tiles(self) -> torch.Tensor:
+        """Crossbar tile (0 .. tiles-1) of every weight row, shape ``(Cin_g, kh, kw)``."""
+        kh, kw = self.kernel
+        til = self.tiling
+        cin_g = self.in_channels // self.groups
+        part = (torch.arange(kh * kw) // self.rows).view(1, kh, kw) if til.parts > 1 else torch.zeros(1, kh, kw)
+        virtual = torch.arange(cin_g).view(cin_g, 1, 1) * til.parts + part.long()
+        return virtual // til.channels_per_tile
+
+    def _untile(self, per_read: torch.Tensor) -> torch.Tensor:
+        """A value per (group, tile, output, column) ``(G, T, Cout_g, columns)`` on every cell it reads:
+        ``(Cout, columns, Cin_g, kh, kw)``."""
+        tiles = self._row_tiles().to(per_read.device)
+        cells = per_read.permute(0, 2, 3, 1)[..., tiles]  # (G, Cout_g, columns, Cin_g, kh, kw)
+        return cells.reshape(self.out_channels, self.columns, *tiles.shape)
+
     # -- ranges -------------------------------------------------------------------------------------
     def full_scale_adc_max(self) -> float:
         """Largest partial sum a crossbar of this layer can produce: rows x G_on x largest input slice."""
@@ -218,8 +294,8 @@ class AnalogLayer(nn.Module):
         self.input_signed.fill_(input_min < 0)
         self.input_max.fill_(max(abs(input_min), abs(input_max)))
         if adc_max is not None:
-            self.adc_step.fill_(adc_step_for_range(adc_max, self.adc_bits))
-        self._cached_weight = None
+            self.adc_step.fill_(adc_step_for_range(adc_max, self.adc_bits, self.level_unit))
+        self._cached_plan = None
 
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,27 +361,31 @@ class AnalogLayer(nn.Module):
                     f"layer {self.name!r}: the ADC range is not set; convert with calibration=<batches> or "
                     "adc_range='full'"
                 )
-        key = (step, x.device)
-        if self.read_noise_sigma > 0 or self._cached_weight is None or self._cache_key != key:
-            weight = self._tile_weight(step)
-            if self.read_noise_sigma == 0:
-                self._cached_weight, self._cache_key = weight, key
-        else:
-            weight = self._cached_weight
-        planes, plane_weights = input_planes(x_q, magnitude_bits, self.dac_bits, signed)
-        til = self.tiling
-        if til.parts > 1:
-            planes = planes.repeat_interleave(til.parts, dim=2)
-        pad = til.padded_channels - til.virtual_channels
-        if pad:
-            n_planes, n, _, h, w = planes.shape
-            planes = planes.view(n_planes, n, self.groups, til.virtual_channels, h, w)
-            planes = F.pad(planes, (0, 0, 0, 0, 0, pad)).view(n_planes, n, -1, h, w)
-        combined = torch.tensor(plane_weights, device=x.device).view(-1, 1) * self.column_weights.view(1, -1)
-        # (N, Ho, Wo, Cout); global drift compensation scales what the crossbars read, not the digital terms
-        digital = self._read_and_convert(planes, weight, combined * (step * self.drift_compensation))
-        # digital corrections: the encoding offset and the off-state current, exactly, from the input sums
-        if self.input_sum_correction:
+        plan = self._read_plan(step, x.device)
+        digital = None  # (N, Ho, Wo, Cout)
+        if plan.reads_per_tile:
+            planes, plane_weights = input_planes(x_q, magnitude_bits, self.dac_bits, signed)
+            til = self.tiling
+            if til.parts > 1:
+                planes = planes.repeat_interleave(til.parts, dim=2)
+            pad = til.padded_channels - til.virtual_channels
+            if pad:
+                n_planes, n, _, h, w = planes.shape
+                planes = planes.view(n_planes, n, self.groups, til.virtual_channels, h, w)
+                planes = F.pad(planes, (0, 0, 0, 0, 0, pad)).view(n_planes, n, -1, h, w)
+            combined = torch.tensor(plane_weights, device=x.device).view(-1, 1) * self.column_weights.view(1, -1)
+            if plan.output_index is not None:  # compact reads: the last slice index is padding, weight 0
+                combined = F.pad(combined, (0, 1))
+            # global drift compensation scales what the crossbars read, not the digital terms
+            digital = self._read_and_convert(planes, plan, combined * (step * self.drift_compensation))
+        if plan.lossless_weight is not None:
+            # lossless columns: the ADC is the identity on them, so their reads of every input slice sum to one
+            # convolution of the whole integer input (digital corrections folded into the weight)
+            exact = F.conv2d(x_q, plan.lossless_weight, None, self.stride, self._conv_padding(), self.dilation,
+                             self.groups).permute(0, 2, 3, 1)
+            digital = exact if digital is None else digital.add_(exact)
+        elif self.input_sum_correction:
+            # digital corrections: the encoding offset and the off-state current, exactly, from the input sums
             n, ho, wo, _ = digital.shape
             sums = self._input_sums(x_q).permute(0, 2, 3, 1).reshape(n, ho, wo, self.groups, 1)
             digital = digital.view(n, ho, wo, self.groups, -1).sub_(self.input_sum_correction * sums)
@@ -315,6 +395,101 @@ class AnalogLayer(nn.Module):
         else:
             digital.mul_(x_scale * self.weight_scale)
         return digital.permute(0, 3, 1, 2)
+
+    # -- read plans ---------------------------------------------------------------------------------
+    def _read_plan(self, step: float, device: torch.device) -> ReadPlan:
+        """The cached :class:`ReadPlan` for this step (rebuilt every pass under read noise, and when the
+        conductances change in place, e.g. by ``load_state_dict``)."""
+        key = (step, device, self.mode == "observe_adc", self.fast_paths, self.conductance._version)
+        if self.read_noise_sigma > 0 or self._cached_plan is None or self._cache_key != key:
+            plan = self._build_plan(step, device)
+            if self.read_noise_sigma == 0:
+                self._cached_plan, self._cache_key = plan, key
+            return plan
+        return self._cached_plan
+
+    def _plane_max(self) -> int:
+        """Largest input-slice value a DAC drives (``min(dac_bits, input_bits)`` bits, any input sign)."""
+        return 2 ** min(self.dac_bits, self.input_bits) - 1
+
+    def _build_plan(self, step: float, device: torch.device) -> ReadPlan:
+        """Split the reads into lossless columns (one exact convolution) and reads through the ADC.
+
+        A column of a tile is lossless when its conductances lie on the level lattice (unit ``u``), the step is
+        one unit (so every partial sum is a whole number of steps) and its largest partial sum
+        ``sum(levels) * u * largest input slice`` is within full scale: its codes then equal its partial sums
+        divided by the step. The other reads keep the bit-sliced path: their partial sums are computed in
+        integer arithmetic (8-bit inputs, 8-bit levels, 32-bit sums; oneDNN) on CPU when the cells are on the
+        lattice, in float elsewhere.
+        """
+        g = self._read_conductance()
+        out_g = self.out_channels // self.groups
+        unit = self.level_unit
+        if not self.fast_paths or self.mode == "observe_adc" or unit is None:
+            return ReadPlan(step, None, self._tile_layout(g / step), None, out_g * self.columns, None, None)
+        levels = torch.round(g / unit)  # exact: the cells are on the lattice
+        tiled = self._tile_layout(levels)
+        shape = (self.groups, self.tiling.tiles, out_g, self.columns)
+        top = 2**self.adc_bits - 1
+        if abs(step - unit) <= 1e-6 * unit:
+            lossless = tiled.sum(dim=(1, 2, 3)).view(shape) * self._plane_max() <= top
+        else:
+            lossless = torch.zeros(shape, dtype=torch.bool, device=g.device)
+        lossless_weight = None
+        if bool(lossless.any()):
+            kept = levels * self._untile(lossless).to(levels.dtype)
+            realized = torch.einsum("os...,s->o...", kept, self.column_weights) * (unit * self.drift_compensation)
+            lossless_weight = (realized - self.input_sum_correction).contiguous()
+        int8 = self._integer_reads(levels, device)
+        read_values = tiled if int8 else self._tile_layout(g / step)
+        if bool(lossless.all()):
+            return ReadPlan(step, lossless_weight, None, None, 0, None, None)
+        if not bool(lossless.any()):
+            return self._finish_plan(ReadPlan(step, None, read_values, None, out_g * self.columns,
+                                              None, None), int8)
+        # compact reads: per (group, tile) the lossy columns first, padded to the same count with zero columns
+        lossy = (~lossless).view(shape[0] * shape[1], out_g * self.columns)
+        counts = lossy.sum(dim=1)
+        reads = int(counts.max())
+        order = torch.argsort((~lossy).to(torch.int8), dim=1, stable=True)[:, :reads]
+        valid = torch.arange(reads, device=g.device).view(1, -1) < counts.view(-1, 1)
+        per_tile = read_values.view(shape[0] * shape[1], out_g * self.columns, *read_values.shape[1:])
+        picked = per_tile[torch.arange(per_tile.shape[0], device=g.device).view(-1, 1), order]
+        picked = picked * valid.view(*valid.shape, 1, 1, 1).to(picked.dtype)
+        output_index = torch.where(valid, order // self.columns, 0).view(shape[0], shape[1], reads)
+        slice_index = torch.where(valid, order % self.columns, self.columns).view(shape[0], shape[1], reads)
+        plan = ReadPlan(step, lossless_weight, picked.reshape(-1, *read_values.shape[1:]), None, reads,
+                        output_index, slice_index)
+        return self._finish_plan(plan, int8)
+
+    def _finish_plan(self, plan: ReadPlan, int8: bool) -> ReadPlan:
+        """Channels-last read weights; on the integer path, oneDNN's packed int8 weights."""
+        weight = plan.read_weight.contiguous(memory_format=torch.channels_last)
+        if not int8:
+            return dataclasses.replace(plan, read_weight=weight)
+        # exact int32 sums in levels. Where float32 rounds them exactly (unit 1, see codes_exact_in_float32),
+        # oneDNN scales them by 1 / step and requantizes to uint8: the ADC's round-half-to-even and clip to 255;
+        # otherwise they come back as float32 (exact below 2**24) and the ADC kernels round them in float64
+        in_float32 = self.adc_bits <= 8 and self.level_unit == 1.0 and codes_exact_in_float32(plan.step, self.adc_bits)
+        scales = torch.full((weight.shape[0],), 1.0 / plan.step if in_float32 else 1.0)
+        packed = torch.ops.onednn.qconv_prepack(
+            weight.to(torch.int8), scales, 1.0, 0, list(self.stride), list(self._conv_padding()),
+            list(self.dilation), self.groups * self.tiling.tiles, None,
+        )
+        return dataclasses.replace(plan, read_weight=None, packed_weight=packed, weight_scales=scales,
+                                   weight_zero_points=torch.zeros(weight.shape[0], dtype=torch.int64),
+                                   adc_scale=1.0 if in_float32 else self.level_unit / plan.step,
+                                   uint8_codes=in_float32)
+
+    def _integer_reads(self, levels: torch.Tensor, device: torch.device) -> bool:
+        """Whether the reads can run as exact integer convolutions: CPU, oneDNN's int8 convolution, levels
+        and input slices that fit 8 bits without saturating AVX2's 16-bit pair sums, 32-bit-exact sums."""
+        if device.type != "cpu" or not self.fast_paths or isinstance(self._conv_padding(), str):
+            return False
+        if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv_pointwise")):
+            return False
+        level_max, plane_max = float(levels.max()), self._plane_max()
+        return level_max <= 63 and plane_max <= 255 and self.rows * level_max * plane_max < 2**24
 
     def _input_sums(self, x_q: torch.Tensor) -> torch.Tensor:
         """Sum of the integer inputs over each output's receptive field, per group: ``(N, groups, Ho, Wo)``."""
@@ -336,8 +511,8 @@ class AnalogLayer(nn.Module):
             sizes.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
         return sizes[0], sizes[1]
 
-    def _read_and_convert(self, planes: torch.Tensor, weight: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
-        """Read every (input plane, tile, column) partial sum, convert with the ADC, shift-and-add.
+    def _read_and_convert(self, planes: torch.Tensor, plan: ReadPlan, combined: torch.Tensor) -> torch.Tensor:
+        """Read every (input plane, tile, column) partial sum of the plan, convert with the ADC, shift-and-add.
 
         ``planes``: ``(P, N, C_padded, H, W)``; ``combined[p, s]``: digital weight of plane p, column slice s,
         times the ADC step. Returns ``(N, Ho, Wo, Cout)`` in units of integer input x integer weight. The
@@ -349,14 +524,16 @@ class AnalogLayer(nn.Module):
         conv_groups = groups * til.tiles
         out_g = self.out_channels // groups
         ho, wo = self._output_size(h, w)
-        per_sample_bytes = weight.shape[0] * ho * wo * 4
+        per_sample_bytes = conv_groups * plan.reads_per_tile * ho * wo * (1 if plan.uint8_codes else 4)
         budget = max(1, PARTIAL_SUM_CHUNK_BYTES // per_sample_bytes)
         planes_per_chunk = max(1, min(n_planes, budget // n))
         samples_per_chunk = n if planes_per_chunk * n <= budget else budget
         out = torch.empty(n, ho * wo, self.out_channels, device=planes.device)  # first plane chunk overwrites
         if planes.device.type == "cpu":  # the Numba kernel's shift-and-add weights (same values, converted once)
             combined = combined.to(torch.float64)
-        weight = weight.contiguous(memory_format=torch.channels_last)
+        if plan.packed_weight is not None:
+            planes = planes.to(torch.uint8)  # exact: whole input slices of at most 8 bits
+        quantize = self.mode != "observe_adc"
         for plane_start in range(0, n_planes, planes_per_chunk):
             p_end = min(n_planes, plane_start + planes_per_chunk)
             for sample_start in range(0, n, samples_per_chunk):
@@ -364,15 +541,33 @@ class AnalogLayer(nn.Module):
                 chunk = planes[plane_start:p_end, sample_start:s_end]
                 k, m = chunk.shape[:2]
                 chunk = chunk.reshape(k * m, *chunk.shape[2:]).contiguous(memory_format=torch.channels_last)
-                ps = F.conv2d(chunk, weight, None, self.stride, self._conv_padding(), self.dilation, conv_groups)
-                ps = ps.permute(0, 2, 3, 1)  # (k*m, Ho, Wo, groups*tiles*Cout_g*columns), contiguous
+                ps = self._read(chunk, plan, conv_groups).permute(0, 2, 3, 1)  # (k*m, Ho, Wo, reads), contiguous
                 if self.mode == "observe_adc":
                     self.observed_max = max(self.observed_max, float(ps.max()))
-                ps = ps.reshape(k, m * ho * wo, groups, til.tiles, out_g, self.columns)
                 target = out[sample_start:s_end].view(m * ho * wo, groups, out_g)
-                adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, self.mode != "observe_adc", target,
-                               accumulate=plane_start > 0)
+                if plan.output_index is None:
+                    ps = ps.reshape(k, m * ho * wo, groups, til.tiles, out_g, self.columns)
+                    adc_shift_add_(ps, combined[plane_start:p_end], self.adc_bits, quantize, target,
+                                   accumulate=plane_start > 0, scale=plan.adc_scale)
+                else:
+                    ps = ps.reshape(k, m * ho * wo, groups, til.tiles, plan.reads_per_tile)
+                    adc_scatter_add_(ps, combined[plane_start:p_end], plan.output_index, plan.slice_index,
+                                     self.adc_bits, target, accumulate=plane_start > 0,
+                                     scale=plan.adc_scale)
         return out.view(n, ho, wo, self.out_channels)
+
+    def _read(self, chunk: torch.Tensor, plan: ReadPlan, conv_groups: int) -> torch.Tensor:
+        """Partial sums of one chunk of input slices ``(B, C_padded, H, W)``: ``(B, reads, Ho, Wo)``, channels-last;
+        in ADC steps (float reads), or, with packed weights, an integer convolution's exact int32 sums: uint8
+        ADC codes (``plan.uint8_codes``) or float32 sums in levels (``plan.adc_scale`` converts them)."""
+        if plan.packed_weight is None:
+            return F.conv2d(chunk, plan.read_weight, None, self.stride, self._conv_padding(), self.dilation,
+                            conv_groups)
+        return torch.ops.onednn.qconv_pointwise(
+            chunk, 1.0, 0, plan.packed_weight, plan.weight_scales, plan.weight_zero_points, None,
+            list(self.stride), list(self._conv_padding()), list(self.dilation), conv_groups, 1.0, 0,
+            None if plan.uint8_codes else torch.float32, "none", [], "",
+        )
 
     def extra_repr(self) -> str:
         til = self.tiling

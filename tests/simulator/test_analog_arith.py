@@ -4,13 +4,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rnc.simulator import AnalogError, AnalogRange, HardwareConfig, analog_ranges, to_analog
+from rnc.simulator import AnalogError, AnalogRange, HardwareConfig, NonIdealities, analog_ranges, to_analog
 from rnc.simulator.analog_arith import (
     adc_codes_,
     adc_shift_add_,
     adc_step_for_range,
+    codes_exact_in_float32,
     input_planes,
     quantize_weights,
+    round_significant,
     slice_weights,
 )
 
@@ -126,3 +128,46 @@ def test_fixed_ranges_errors_and_round_trip():
     fixed = to_analog(model, hw, seed=0, calibration=analog_ranges(calibrated))
     x = torch.rand(16, 3) * 3
     assert torch.equal(calibrated(x), fixed(x))
+
+
+def test_adc_step_follows_the_level_lattice():
+    # off the lattice: no floor; 10/255 = 0.62745.. * 2**-4 to 12 significant bits: 2570/4096 * 2**-4
+    assert adc_step_for_range(10.0, 8, level_unit=None) == 2570 / 65536
+    assert adc_step_for_range(10.0, 8, level_unit=0.25) == 0.25  # never finer than one (drifted) level
+    assert adc_step_for_range(510.0, 8, level_unit=0.25) == 2.0
+    assert adc_step_for_range(0.0, 8, level_unit=None) == 1.0
+
+
+@pytest.mark.parametrize("dac_bits", [1, 8])
+def test_compensated_drift_without_spread_costs_nothing(dac_bits):
+    # one drift exponent for every cell scales all conductances by (1e4)**-0.1; the ADC step follows the drifted
+    # level and the global compensation undoes the scale: the outputs are the undrifted chip's (before: the step
+    # stayed floored at one undrifted level and rounded every partial sum, 6.9% error at 1-bit DACs)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(128, 8)).eval()
+    x = torch.rand(64, 128)
+    base = dict(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=dac_bits, adc_bits=16)
+    ref = to_analog(model, HardwareConfig(**base), seed=0, calibration=[x])(x)
+    drift = NonIdealities(drift_nu=0.1, drift_time_s=1e4, drift_t0_s=1.0)
+    drifted = to_analog(model, HardwareConfig(**base, nonideal=drift), seed=0, calibration=[x])
+    assert drifted.get_submodule("0").level_unit == pytest.approx(1e4**-0.1)
+    out = drifted(x)
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
+    # a non-integer off-state conductance (3/9 of a level) is off the lattice: the step is not floored, so a
+    # 16-bit ADC costs well under 0.1% (before: 2.4% at 1-bit DACs)
+    off = to_analog(model, HardwareConfig(**base, nonideal=NonIdealities(on_off_ratio=10.0)), seed=0, calibration=[x])
+    assert off.get_submodule("0").level_unit is None
+    assert (off(x) - ref).abs().max() < 1e-3 * ref.abs().max()
+    whole = to_analog(model, HardwareConfig(**base, nonideal=NonIdealities(on_off_ratio=4.0)), seed=0, adc_range="full")
+    assert whole.get_submodule("0").level_unit == 1.0  # g_off = 3/3 = one whole level
+
+
+def test_step_significant_bits_and_exact_float32_rounding():
+    assert round_significant(6030 / 255, 12) == 23.6484375  # 23.647.. = 0.7389.. * 2**5 -> 3027/4096 * 2**5
+    assert round_significant(2.0, 12) == 2.0
+    # float32 rounds integer sums exactly: powers of two; odd mantissa with no positive exponent (no exact tie)
+    assert codes_exact_in_float32(2.0, 8) and codes_exact_in_float32(0.25, 8)
+    assert codes_exact_in_float32(3.0, 8) and codes_exact_in_float32(23.6484375, 8)  # 3027 / 2**7
+    # 6 = 3 * 2: the sum 9 is exactly 1.5 steps, and float32's 9 * (1/6) need not be; 24 significant bits: too close
+    assert not codes_exact_in_float32(6.0, 8)
+    assert not codes_exact_in_float32(6030 / 255, 8)
