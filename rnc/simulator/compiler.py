@@ -104,6 +104,12 @@ def crossbar_classes(workload: Workload, hw: HardwareConfig) -> tuple[np.ndarray
     return xr, xc, cls, cls_r, cls_c
 
 
+DEPTHWISE_MAPPINGS = ("auto", "channel-serial", "block-diagonal", "parallel")
+DUPLICATIONS = ("auto", "balance", "latency")
+POLICY_BALANCE, POLICY_LATENCY = 0, 1  # duplication policies of the kernel
+MIN_GAIN = 0.005  # default stop rule: a copy must shorten the estimated latency by >= 0.5%
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Resolved options of one compile (defaults depend on the strategy)."""
@@ -115,28 +121,68 @@ class CompileOptions:
     restarts: int
     seed: int
     budget: int
+    depthwise_mapping: str = "auto"
+    min_gain: float = MIN_GAIN
+    duplication: str = "auto"
 
 
 def resolve_options(strategy: str, hw: HardwareConfig, *, seed: int = 0, duplicate: bool | None = None,
                     pack: bool | None = None, depthwise_split: int = 1, restarts: int = 4,
-                    crossbars: int | None = None) -> CompileOptions:
+                    crossbars: int | None = None, depthwise_mapping: str = "auto",
+                    min_gain: float = MIN_GAIN, duplication: str = "auto") -> CompileOptions:
     if strategy not in STRATEGIES:
         raise CompileError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if depthwise_split < 1:
         raise CompileError(f"depthwise_split must be >= 1, got {depthwise_split}")
     if restarts < 0:
         raise CompileError(f"restarts must be >= 0, got {restarts}")
+    if depthwise_mapping not in DEPTHWISE_MAPPINGS:
+        raise CompileError(f"unknown depthwise_mapping {depthwise_mapping!r}; choose one of: "
+                           f"{', '.join(DEPTHWISE_MAPPINGS)}")
+    if duplication not in DUPLICATIONS:
+        raise CompileError(f"unknown duplication {duplication!r}; choose one of: {', '.join(DUPLICATIONS)}")
+    if not 0.0 <= float(min_gain) < 1.0:
+        raise CompileError(f"min_gain must be in [0, 1) (0 = duplicate until the budget is full), got {min_gain}")
     budget = hw.crossbars if crossbars is None else int(crossbars)
     if budget < 0:
         raise CompileError(f"crossbar budget must be >= 0 (0 = unlimited), got {budget}")
     if strategy == "isaac":
         if pack:
             raise CompileError("strategy 'isaac' never packs boxes of several layers; use strategy 'rnc'")
-        return CompileOptions("isaac", False, bool(duplicate), 1, 0, int(seed), budget)
+        return CompileOptions("isaac", False, bool(duplicate), 1, 0, int(seed), budget, "parallel", float(min_gain),
+                              "balance")
     return CompileOptions(
         "rnc", True if pack is None else bool(pack), True if duplicate is None else bool(duplicate),
-        int(depthwise_split), int(restarts), int(seed), budget,
+        int(depthwise_split), int(restarts), int(seed), budget, depthwise_mapping, float(min_gain), duplication,
     )
+
+
+def depthwise_arrays(workload: Workload, mapping: str, split: int, spread: int = 0,
+                     block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer ``(chunks, block)`` of the depthwise mapping (see :func:`rnc.simulator.kernels.partition_boxes`).
+
+    ``channel-serial`` (RNC): ``split`` chunks, one channel per read; ``block-diagonal``: ``split`` chunks
+    (or ``spread`` when larger), as many channels per read as the crossbar rows hold (at most ``block``);
+    ``parallel`` (ISAAC): one chunk per channel. Non-depthwise layers ignore both values.
+    """
+    a = workload_arrays(workload)
+    n = len(workload.layers)
+    if mapping == "parallel":
+        return a["groups"].copy(), np.ones(n, np.int64)
+    chunks = np.full(n, max(split, spread), np.int64)
+    if mapping == "block-diagonal":
+        return chunks, np.full(n, block, np.int64)
+    return chunks, np.ones(n, np.int64)
+
+
+def depthwise_spread(workload: Workload, xr: np.ndarray, block: int, max_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """A block-diagonal mapping spread over distinct crossbars: per depthwise layer of ``C`` channels and
+    ``K*K`` rows, ``b = min(block, rows // (K*K))`` channels per read and ``min(max_chunks, ceil(C / b))``
+    chunks, so ``ceil(C / (chunks * b))`` reads per output position."""
+    a = workload_arrays(workload)
+    blk = np.maximum(1, np.minimum(block, xr // np.maximum(a["rows"], 1)))
+    chunks = np.minimum(max_chunks, -(-a["groups"] // blk))
+    return np.maximum(chunks, 1).astype(np.int64), blk.astype(np.int64)
 
 
 _BASE_CACHE: dict[int, tuple[weakref.ref, OrderedDict]] = {}
@@ -148,21 +194,25 @@ def clear_compile_cache() -> None:
     _BASE_CACHE.clear()
 
 
-def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, classes=None) -> tuple:
+def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, classes=None,
+              dw: tuple[np.ndarray, np.ndarray] | None = None, spread: bool = False) -> tuple:
     """The budget-independent part of a compile (partitioning + no-duplication packing), cached.
 
-    It depends only on the workload, the crossbar sizes of its layers, ``slices_per_weight`` and the options
-    ``strategy, pack, depthwise_split, restarts, seed`` (``restarts`` and ``seed`` only when packing), never
-    on the budget or the PPA parameters, so every budget and every hardware variant that differs only in
-    timing, energy or area reuses it. The cache lives as long as the workload object (weak reference) and
-    keeps :data:`BASE_CACHE_ENTRIES` entries per workload; cached and fresh results are identical.
+    It depends only on the workload, the crossbar sizes of its layers, ``slices_per_weight``, the depthwise
+    mapping ``dw`` (:func:`depthwise_arrays`; default: channel-serial with ``depthwise_split`` chunks) and the
+    options ``strategy, pack, restarts, seed`` (``restarts`` and ``seed`` only when packing), never on the
+    budget or the PPA parameters, so every budget and every hardware variant that differs only in timing,
+    energy or area reuses it. The cache lives as long as the workload object (weak reference) and keeps
+    :data:`BASE_CACHE_ENTRIES` entries per workload; cached and fresh results are identical.
     """
     a = workload_arrays(workload)
     xr, xc, cls, cls_r, cls_c = crossbar_classes(workload, hw) if classes is None else classes
     rnc_mapping = opts.strategy == "rnc"
     restarts, seed = (opts.restarts, opts.seed) if opts.share else (0, 0)
+    if dw is None:
+        dw = depthwise_arrays(workload, "channel-serial", opts.depthwise_split)
     key = (xr.tobytes(), xc.tobytes(), int(hw.slices_per_weight), rnc_mapping, opts.share,
-           opts.depthwise_split, restarts, seed)
+           dw[0].tobytes(), dw[1].tobytes(), spread, restarts, seed)
     wid = id(workload)
     hit = _BASE_CACHE.get(wid)
     if hit is not None and hit[0]() is workload:
@@ -181,8 +231,8 @@ def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, clas
             _BASE_CACHE[wid] = (ref, entries)
     base = K.base_kernel(
         a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], xr, xc, cls, cls_r, cls_c,
-        np.int64(hw.slices_per_weight), rnc_mapping, opts.share, np.int64(opts.depthwise_split),
-        np.int64(restarts), np.int64(seed),
+        np.int64(hw.slices_per_weight), rnc_mapping, opts.share, dw[0], dw[1], np.int64(restarts), np.int64(seed),
+        spread,
     )
     entries[key] = base
     if len(entries) > BASE_CACHE_ENTRIES:
@@ -190,24 +240,91 @@ def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, clas
     return base
 
 
+def _finish(workload: Workload, base: tuple, opts: CompileOptions, params: np.ndarray, classes: tuple,
+            min_crossbars: int, policy: int):
+    a = workload_arrays(workload)
+    _xr, _xc, cls, cls_r, cls_c = classes
+    return K.finish_kernel(
+        base, a["in_channels"], a["out_channels"], a["rows"], a["kernel_area"], a["positions"], a["pred_ptr"],
+        a["pred_idx"], cls, cls_r, cls_c, params, opts.share, opts.duplicate, np.int64(opts.budget),
+        float(opts.min_gain), np.int64(min_crossbars), np.int64(policy),
+    )
+
+
+def _utilization(totals: np.ndarray) -> float:
+    capacity = float(totals[K.T_CAPACITY_CELLS])
+    return float(totals[K.T_USED_CELLS]) / capacity if capacity > 0 else 0.0
+
+
+def plan_score(totals: np.ndarray, min_gain: float) -> float:
+    """The stop rule's order of plans: ``ln(latency_ns) + min_gain x crossbars_used`` (lower is better): a
+    crossbar is worth using when it shortens the latency by at least the fraction ``min_gain``."""
+    return math.log(max(float(totals[K.T_LATENCY_NS]), 1e-30)) + min_gain * float(totals[K.T_CROSSBARS_USED])
+
+
+def _replaces(new: np.ndarray, old: np.ndarray, min_gain: float) -> bool:
+    """Does plan ``new`` replace RNC's balanced plan ``old``? When it is no worse in latency and utilization, or
+    when it uses fewer crossbars and the stop rule says they were not worth their latency."""
+    if new[K.T_LATENCY_NS] <= old[K.T_LATENCY_NS] and _utilization(new) >= _utilization(old):
+        return True
+    return bool(new[K.T_CROSSBARS_USED] < old[K.T_CROSSBARS_USED]
+                and plan_score(new, min_gain) <= plan_score(old, min_gain))
+
+
 def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None,
                classes: tuple | None = None):
-    """Compile (cached base packing, then duplication and PPA); returns the kernel's arrays and the classes.
+    """Compile (cached base packing, then mapping choice, duplication and PPA); returns the kernel's arrays and
+    the classes.
 
     ``params`` (:func:`ppa_parameters`) and ``classes`` (:func:`crossbar_classes`) may be passed when the
     caller already has them for this hardware (and workload)."""
-    a = workload_arrays(workload)
     if classes is None:
         classes = crossbar_classes(workload, hw)
-    _xr, _xc, cls, cls_r, cls_c = classes
     if params is None:
         params = ppa_parameters(hw)
-    base = base_plan(workload, hw, opts, classes)
-    out = K.finish_kernel(
-        base, a["in_channels"], a["out_channels"], a["rows"], a["kernel_area"], a["positions"], a["pred_ptr"],
-        a["pred_idx"], cls, cls_r, cls_c, params, opts.share, opts.duplicate, np.int64(opts.budget),
-    )
+    _xr, _xc, _cls, cls_r, cls_c = classes
+    mapping = opts.depthwise_mapping if opts.depthwise_mapping != "auto" else "channel-serial"
+    compact = base_plan(workload, hw, opts, classes, depthwise_arrays(workload, mapping, opts.depthwise_split))
+    min_crossbars = int(compact[12])
+    duplicating = opts.duplicate and 0 < min_crossbars <= opts.budget
+    if not duplicating or opts.strategy == "isaac" or opts.duplication == "balance":
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_BALANCE)
+    elif opts.duplication == "latency":
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_LATENCY)
+    else:
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_BALANCE)
+        fast = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_LATENCY)
+        if _replaces(fast[0], out[0], opts.min_gain):
+            out = fast
+    if (duplicating and opts.depthwise_mapping == "auto" and opts.strategy == "rnc"
+            and any(lay.is_depthwise for lay in workload.layers)):
+        out = _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, out)
     return out, cls_r, cls_c
+
+
+DEPTHWISE_SPREADS = (1 / 3, 2 / 3, 1.0, 4 / 3)  # chunks per depthwise layer, x the compact plan's crossbars
+DEPTHWISE_BLOCKS = (3, 1 << 20)  # channels read together (capped by rows // (K*K))
+
+
+def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
+    """The depthwise mapping of the ``auto`` choice: the plan ``best`` (RNC's channel-serial mapping) against
+    block-diagonal mappings spread over distinct crossbars (:data:`DEPTHWISE_SPREADS` x the compact plan's
+    crossbars, :data:`DEPTHWISE_BLOCKS`), each duplicated for latency; the lowest :func:`plan_score` wins
+    (deterministic; candidates whose no-duplication plan does not fit the budget are skipped)."""
+    policy = POLICY_BALANCE if opts.duplication == "balance" else POLICY_LATENCY
+    best_score = plan_score(best[0], opts.min_gain)
+    for spread in DEPTHWISE_SPREADS:
+        chunks = max(1, round(spread * min_crossbars), opts.depthwise_split)
+        for block in DEPTHWISE_BLOCKS:
+            base = base_plan(workload, hw, opts, classes, depthwise_spread(workload, classes[0], block, chunks),
+                             spread=True)
+            if int(base[12]) > opts.budget:
+                continue
+            out = _finish(workload, base, opts, params, classes, min_crossbars, policy)
+            score = plan_score(out[0], opts.min_gain)
+            if score < best_score:
+                best, best_score = out, score
+    return best
 
 
 def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool | dict[str, float]]:
@@ -267,6 +384,8 @@ class Placement:
     cols: int
     matrix_row: int
     matrix_col: int
+    block: int = 1
+    cells: int = 0
 
     def to_dict(self) -> dict[str, int | str]:
         return dict(self.__dict__)
@@ -398,8 +517,9 @@ class CompileResult:
         out = []
         boxes = self._boxes
         for box, copy, xbar, row, col in self._placements.tolist():
-            layer, group, h, w, _act, row0, col0 = boxes[box].tolist()
-            out.append(Placement(names[layer], layer, group, copy, xbar, row, col, h, w, row0, col0))
+            layer, group, h, w, _act, row0, col0, block = boxes[box].tolist()
+            out.append(Placement(names[layer], layer, group, copy, xbar, row, col, h, w, row0, col0, block,
+                                 h * w // block))
         return out
 
     def to_dict(self) -> dict:
@@ -420,7 +540,8 @@ class CompileResult:
 
 def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy = "rnc", *, seed: int = 0,
                      duplicate: bool | None = None, pack: bool | None = None, depthwise_split: int = 1,
-                     restarts: int = 4, crossbars: int | None = None) -> CompileResult:
+                     restarts: int = 4, crossbars: int | None = None, depthwise_mapping: str = "auto",
+                     min_gain: float = MIN_GAIN, duplication: str = "auto") -> CompileResult:
     """Compile ``workload`` onto ``hw``'s crossbars with ``strategy`` and evaluate its PPA.
 
     ``duplicate`` (default: on for ``rnc``, off for ``isaac``) replicates bottleneck layers within the budget
@@ -435,7 +556,8 @@ def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy 
     if not isinstance(hw, HardwareConfig):
         raise CompileError(f"expected a HardwareConfig, got {type(hw).__name__}")
     opts = resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack,
-                           depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars)
+                           depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars,
+                           depthwise_mapping=depthwise_mapping, min_gain=min_gain, duplication=duplication)
     (totals, layer_tab, placements, boxes, xbar_cls), cls_r, cls_c = run_kernel(workload, hw, opts)
     return CompileResult(workload, hw, opts, totals, layer_tab, placements, boxes, xbar_cls, cls_r, cls_c)
 

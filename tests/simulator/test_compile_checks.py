@@ -193,12 +193,16 @@ def test_base_packing_cache_never_changes_results(mobilenet):
             assert _plan_arrays(warm) == cold[split, budget]
     a = compiler.workload_arrays(mobilenet)
     xr, xc, cls, cls_r, cls_c = compiler.crossbar_classes(mobilenet, hw)
+    # the one-call kernel compiles one mapping with one duplication policy (no choice between candidates)
+    chunks, block = compiler.depthwise_arrays(mobilenet, "channel-serial", 1)
     one_call = K.compile_kernel(
         a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], a["out_channels"], a["kernel_area"],
         a["positions"], a["pred_ptr"], a["pred_idx"], xr, xc, cls, cls_r, cls_c, 1, ppa_parameters(hw),
-        True, True, True, 200, 1, 4, 0,
+        True, True, True, 200, chunks, block, 4, 0, compiler.MIN_GAIN, compiler.POLICY_LATENCY,
     )
-    assert tuple(x.tobytes() for x in one_call) == cold[1, 200]
+    compiler.clear_compile_cache()
+    single = compile_workload(mobilenet, hw, crossbars=200, depthwise_mapping="channel-serial", duplication="latency")
+    assert tuple(x.tobytes() for x in one_call) == _plan_arrays(single)
 
 
 def test_base_cache_keyed_by_what_the_packing_depends_on(squeezenet):
