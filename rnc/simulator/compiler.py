@@ -9,24 +9,34 @@ Conventions (full text with sources in ``docs/simulator.md``):
 - **isaac**: every box on its own crossbar (every layer and every group on its own crossbars, nothing
   shared); optional replication (``duplicate=True``) of the bottleneck layer while whole copies fit the
   budget.
-- **rnc** (RNC, arXiv 2409.18841): the same boxes, except depthwise layers, mapped as RNC maps them:
-  ``K*K`` rows x ``C`` columns, evaluated one channel at a time, split into ``depthwise_split`` (or more, when
-  ``C`` does not fit one crossbar) column chunks that run in parallel. Full-size boxes take a crossbar each;
-  the remainder boxes of all layers are packed into shared crossbars (MaxRects, best short side fit) by a
-  deterministic seeded packer that tries four fixed orderings and ``restarts`` seeded random ones and keeps
-  the fewest crossbars. This no-duplication packing does not depend on the budget, so ``min_crossbars`` is
-  a property of the network and hardware and more budget never turns a feasible compile infeasible. Then
-  bottleneck layers are duplicated (each copy handles an equal share of the output positions) while the
-  copy's boxes fit the budget, always adding to the layer with the longest stage time; copies never share a
-  crossbar with another box of the same layer (they would serialize).
+- **rnc** (RNC, arXiv 2409.18841): the same boxes, except depthwise layers, which have three mappings
+  (``depthwise_mapping``): ``channel-serial`` (RNC's: ``K*K`` rows x ``C`` columns, one channel per read,
+  ``depthwise_split`` column chunks in parallel), ``block-diagonal`` (``b`` channels' ``K*K`` kernels on
+  disjoint rows and columns of one box, read together; zeros elsewhere in the box) and ``parallel`` (ISAAC's:
+  one box per channel). Full-size boxes take a crossbar each; the remainder boxes of all layers are packed
+  into shared crossbars (MaxRects, best short side fit) by a deterministic seeded packer that tries four
+  fixed orderings and ``restarts`` seeded random ones and keeps the fewest crossbars. The no-duplication
+  packing with RNC's mapping does not depend on the budget: it gives ``min_crossbars``, a property of the
+  network and hardware, so more budget never turns a feasible compile infeasible.
+- **Duplication** within the budget: RNC's pipeline balancing (``balance``: copies of the longest stage,
+  until the budget is full) or latency-driven (``latency``: copies of the critical-path layer that shortens
+  the latency most per cell, with the **stop rule**: a step is made only when it gains at least ``min_gain``
+  of the latency, then only copies that fit on the crossbars already used). ``duplication="auto"`` keeps
+  RNC's balanced plan unless the latency-driven one is no worse in latency and utilization, or uses fewer
+  crossbars that were not worth ``min_gain`` each (:func:`plan_score`). Copies never share a crossbar with
+  another box of the same layer (they would serialize).
+- **Mapping choice** (``depthwise_mapping="auto"``): RNC's channel-serial plan against block-diagonal
+  mappings spread over distinct crossbars (a few spreads x blocks, each duplicated for latency); the lowest
+  ``ln(latency) + min_gain x crossbars`` wins. Deterministic for a seed.
 - **Contention**: everything mapped on one crossbar serializes on it. A layer's stage time is the largest,
   over its crossbars, of the summed time of its boxes there; a box's time is ``positions_of_its_copy x
-  channels_in_sequence x reads_per_input x read_cycle``.
-- **Latency** (single image): layers run in topological order of the dataflow graph; a layer starts when
-  all its predecessors have finished and all its crossbars are free (layers sharing a crossbar serialize);
-  ``latency_ns`` is the last finish time. **Throughput** (pipelined over images): one image per
-  ``max over crossbars of its busy time per image``.
-- **Utilization** = used cells / (occupied crossbars x their rows x cols).
+  reads_per_position x reads_per_input x read_cycle``.
+- **Latency** (single image): the critical path of the dataflow graph. Layers are scheduled in topological
+  order; a layer starts when all its predecessors have finished and all its crossbars are free, so branches
+  on disjoint crossbars overlap and layers sharing a crossbar serialize; ``latency_ns`` is the last finish.
+  **Throughput** (pipelined over images): one image per ``max over crossbars of its busy time per image``.
+- **Utilization** = weight cells (copies included; not the zeros of block-diagonal boxes) / (crossbars
+  actually used x their rows x cols).
 - **Energy** by component (``adc``, ``dac``, ``crossbar``, ``buffer``, ``shift_add``, ``leakage``), **area**
   of the occupied IMAs and tiles, EDAP = energy_pj x latency_ns x area_mm2, TOPS = 2 x MACs x throughput,
   TOPS/W = 2 x MACs / energy: see :mod:`rnc.simulator.ppa`.
@@ -371,7 +381,9 @@ def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool |
 class Placement:
     """One box on one crossbar: ``rows x cols`` cells of ``layer``'s matrix ``group`` (a group of a grouped
     conv, or a channel chunk of a depthwise layer in ``rnc``), copy ``copy``, at ``(row, col)`` of crossbar
-    ``crossbar``; ``matrix_row``/``matrix_col`` locate the box inside the layer's weight matrix."""
+    ``crossbar``; ``matrix_row``/``matrix_col`` locate the box inside the layer's weight matrix. ``block``
+    channels of a block-diagonal depthwise box are read together; ``cells = rows x cols / block`` hold weights,
+    the rest of the box zeros."""
 
     layer: str
     layer_index: int
@@ -549,7 +561,12 @@ def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy 
     ``pack`` (``rnc`` only, default on) shares crossbars between boxes of several layers;
     ``depthwise_split`` splits each depthwise layer into that many channel chunks on separate crossbars
     (``rnc``); ``restarts`` seeded random packing orders are tried after the four fixed ones, the fewest
-    crossbars kept. Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``.
+    crossbars kept. ``depthwise_mapping`` (``rnc``): ``auto`` (default: chosen per budget), ``channel-serial``
+    (RNC), ``block-diagonal`` or ``parallel`` (ISAAC); ``duplication`` (``rnc``): ``auto``, ``balance`` (RNC's
+    pipeline balancing, fills the budget) or ``latency`` (critical path); ``min_gain`` (in [0, 1), default
+    0.005): the stop rule's fraction of the latency a duplication step must gain (0 = fill the budget).
+    Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``; raises
+    :class:`CompileError` for unknown options.
     """
     if not isinstance(workload, Workload):
         raise CompileError(f"expected a Workload (see rnc.simulator.trace_workload), got {type(workload).__name__}")
