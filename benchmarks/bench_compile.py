@@ -55,7 +55,7 @@ def bench_single(nets, repeats: int) -> None:
     print("\n### Time per compile + PPA (rnc, duplication + packing, budget 256, 128x128, after JIT warm-up)\n")
     print("cold = base packing cache cleared before every compile (partitioning + packing + duplication + PPA); "
           "cached = the budget-independent base packings reused (what compile_many and budget sweeps see). "
-          "`auto` = the default (depthwise mapping chosen among RNC's and 8 block-diagonal candidates, RNC's "
+          "`auto` = the default (depthwise mapping chosen among RNC's and 4 block-diagonal candidates, RNC's "
           "balanced and the latency-driven duplication); `channel-serial` = RNC's depthwise mapping only.\n")
     print("| network | depthwise mapping | layers | boxes placed | cold median ms | cold min ms | cached median ms | "
           "cached min ms |")

@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
@@ -313,7 +313,7 @@ def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, par
 
 
 DEPTHWISE_SPREADS = (1 / 3, 2 / 3, 1.0, 4 / 3)  # chunks per depthwise layer, x the compact plan's crossbars
-DEPTHWISE_BLOCKS = (3, 1 << 20)  # channels read together (capped by rows // (K*K))
+DEPTHWISE_BLOCKS = (1 << 20,)  # channels read together: as many as the rows hold (b = 3 never won)
 
 
 def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
@@ -322,12 +322,13 @@ def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
     crossbars, :data:`DEPTHWISE_BLOCKS`), each duplicated for latency; the lowest :func:`plan_score` wins
     (deterministic; candidates whose no-duplication plan does not fit the budget are skipped)."""
     policy = POLICY_BALANCE if opts.duplication == "balance" else POLICY_LATENCY
+    fixed_orders = replace(opts, restarts=0)  # candidates are packed with the four fixed orderings only
     best_score = plan_score(best[0], opts.min_gain)
     for spread in DEPTHWISE_SPREADS:
         chunks = max(1, round(spread * min_crossbars), opts.depthwise_split)
         for block in DEPTHWISE_BLOCKS:
-            base = base_plan(workload, hw, opts, classes, depthwise_spread(workload, classes[0], block, chunks),
-                             spread=True)
+            base = base_plan(workload, hw, fixed_orders, classes,
+                             depthwise_spread(workload, classes[0], block, chunks), spread=True)
             if int(base[12]) > opts.budget:
                 continue
             out = _finish(workload, base, opts, params, classes, min_crossbars, policy)
