@@ -623,9 +623,14 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                   cls_r, cls_c, params, share, duplicate, budget, min_gain, min_crossbars, policy):
     """Duplication within ``budget`` on top of the cached ``base`` (see :func:`base_kernel`), then the PPA.
 
+    ``policy`` 0: RNC's pipeline balancing (copies of the longest stage until the budget is full); 1:
+    latency-driven copies on the critical path (:func:`_next_copy`) with the stop rule ``min_gain`` (a step
+    must gain that fraction of the estimated latency; then only copies that open no crossbar). ``min_crossbars``
+    (or -1: the base's crossbars) decides feasibility.
+
     Returns ``totals`` (``T_*`` indices), the per-layer table (``L_*`` columns), the placements
-    (``box, copy, crossbar, row, col``), the box table (``layer, group, h, w, active_w, row0, col0``) and each
-    occupied crossbar's class.
+    (``box, copy, crossbar, row, col``), the box table (``layer, group, h, w, active_w, row0, col0, block``)
+    and each occupied crossbar's class.
     """
     (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_blk, b_cls, ptr, seq, nopen,
      base_free, base_nfree, base_maxw, base_maxh, base_bcls, base_has, base_box, base_bin, base_x, base_y) = base
