@@ -24,12 +24,13 @@ import torch
 import torchvision
 from rich.progress import track
 
-from rnc.simulator import HardwareConfig, compile_many, compile_workload, trace_workload
+from rnc.simulator import HardwareConfig, Workload, compile_many, compile_workload, trace_workload
 from rnc.simulator.compiler import clear_compile_cache
 
 torch.set_num_threads(1)
 BUDGETS = (48, 64, 96, 128, 160, 192, 256)
-WIDE_BUDGETS = (320, 384, 512, 768, 1024)  # budget sweep beyond the issue's table
+WIDE_BUDGETS = (320, 384, 512)  # budget sweep beyond the RNC paper's table
+PAPER_BUDGETS = (64, 96, 128, 132, 136, 144, 160, 192, 256, 320, 384, 512)  # mobilenet_v3_small (issue 13)
 
 
 def workloads():
@@ -53,33 +54,40 @@ def bench_single(nets, repeats: int) -> None:
     print(f"\nLoad average at start: {os.getloadavg()[0]:.2f}; CPU affinity: {sorted(os.sched_getaffinity(0))}")
     print("\n### Time per compile + PPA (rnc, duplication + packing, budget 256, 128x128, after JIT warm-up)\n")
     print("cold = base packing cache cleared before every compile (partitioning + packing + duplication + PPA); "
-          "cached = the budget-independent base packing reused (what compile_many and budget sweeps see).\n")
-    print("| network | layers | boxes placed | cold median ms | cold min ms | cached median ms | cached min ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "cached = the budget-independent base packings reused (what compile_many and budget sweeps see). "
+          "`auto` = the default (depthwise mapping chosen among RNC's and 4 block-diagonal candidates, RNC's "
+          "balanced and the latency-driven duplication); `channel-serial` = RNC's depthwise mapping only.\n")
+    print("| network | depthwise mapping | layers | boxes placed | cold median ms | cold min ms | cached median ms | "
+          "cached min ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, w in nets.items():
-        result = compile_workload(w, hw)  # warm-up (JIT compile or cache load)
-        result.summary()
+        for mapping in ("auto", "channel-serial"):
+            if mapping == "channel-serial" and not any(lay.is_depthwise for lay in w.layers):
+                continue
+            result = compile_workload(w, hw, depthwise_mapping=mapping)  # warm-up (JIT compile or cache load)
+            result.summary()
 
-        def cold(w=w):
-            clear_compile_cache()
-            compile_workload(w, hw).summary()
+            def cold(w=w, mapping=mapping):
+                clear_compile_cache()
+                compile_workload(w, hw, depthwise_mapping=mapping).summary()
 
-        cold_ms = _times_ms(cold, repeats)
-        compile_workload(w, hw)
-        warm_ms = _times_ms(lambda w=w: compile_workload(w, hw).summary(), repeats)
-        print(f"| {name} | {len(w)} | {len(result._placements)} | {np.median(cold_ms):.3f} | {cold_ms.min():.3f} | "
-              f"{np.median(warm_ms):.3f} | {warm_ms.min():.3f} |")
+            cold_ms = _times_ms(cold, repeats)
+            compile_workload(w, hw, depthwise_mapping=mapping)
+            warm_ms = _times_ms(lambda w=w, mapping=mapping: compile_workload(w, hw, depthwise_mapping=mapping)
+                                .summary(), repeats)
+            print(f"| {name} | {mapping} | {len(w)} | {len(result._placements)} | {np.median(cold_ms):.3f} | "
+                  f"{cold_ms.min():.3f} | {np.median(warm_ms):.3f} | {warm_ms.min():.3f} |")
 
 
-def bench_batch(nets, n_pairs: int) -> None:
-    rng = np.random.default_rng(0)
+def _variants():
     base = HardwareConfig.preset("rnc")
-    variants = []
-    for size in (128, 256):
-        for cell_bits in (4, 8):
-            for budget in (0, 48, 64, 96, 128, 160, 192, 256):
-                variants.append(base.with_updates(crossbar_rows=size, crossbar_cols=size, cell_bits=cell_bits,
-                                                  crossbars=budget))
+    return [base.with_updates(crossbar_rows=size, crossbar_cols=size, cell_bits=cell_bits, crossbars=budget)
+            for size in (128, 256) for cell_bits in (4, 8) for budget in (0, 48, 64, 96, 128, 160, 192, 256)]
+
+
+def bench_batch(nets, n_pairs: int, n_fresh: int) -> None:
+    rng = np.random.default_rng(0)
+    variants = _variants()
     names = list(nets)
     pairs = [(nets[names[int(rng.integers(len(names)))]], variants[int(rng.integers(len(variants)))])
              for _ in range(n_pairs)]
@@ -92,7 +100,23 @@ def bench_batch(nets, n_pairs: int) -> None:
     print(f"\n### compile_many over {n_pairs:,} (workload, hardware) pairs\n")
     print(f"{len(names)} networks x {len(variants)} hardware variants (128/256 crossbars, 4/8-bit cells, "
           f"budgets 0-256), rnc strategy: {dt:.2f} s, **{n_pairs / dt:,.0f} evaluations/s** on one core "
-          f"({feasible:,} feasible).")
+          f"({feasible:,} feasible; {len(names) * len(variants)} distinct pairs, so a pair seen again reuses its "
+          "summary).")
+    print(f"\n### compile_many where every pair needs a fresh packing ({n_fresh} pairs)\n")
+    print("Each pair is a new copy of the workload (a new object: no cached base packing, no reused summary), "
+          "hardware drawn from the same variants.\n")
+    print("| network | depthwise mapping | pairs | s | evaluations/s |")
+    print("|---|---|---:|---:|---:|")
+    for name, w in nets.items():
+        for mapping in ("auto", "channel-serial"):
+            if mapping == "channel-serial" and not any(lay.is_depthwise for lay in w.layers):
+                continue
+            fresh = [(Workload.from_dict(w.to_dict()), variants[int(rng.integers(len(variants)))])
+                     for _ in range(n_fresh)]
+            t0 = time.perf_counter()
+            compile_many(fresh, depthwise_mapping=mapping)
+            dt = time.perf_counter() - t0
+            print(f"| {name} | {mapping} | {n_fresh} | {dt:.2f} | {n_fresh / dt:,.0f} |")
 
 
 def bench_paper(nets) -> None:
@@ -107,22 +131,22 @@ def bench_paper(nets) -> None:
               f"{plain.crossbars_used} crossbars, {plain.utilization:.1%}, {plain.latency_ns / 1e3:,.1f} us; "
               f"rnc packing alone: {packed.crossbars_used} crossbars, **{packed.utilization:.1%}** utilization.\n")
         depthwise = any(lay.is_depthwise for lay in w.layers)
-        for split in (1, 4, 16) if depthwise else (1,):
-            label = f", depthwise split {split}" if split > 1 else ""
-            print(f"rnc with duplication + packing{label}:\n")
-            print("| budget | crossbars used | utilization | latency us | throughput img/s | energy uJ | "
-                  "speedup vs isaac | speedup vs rnc partition only | throughput vs isaac |")
-            print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-            budgets = BUDGETS + WIDE_BUDGETS if depthwise else BUDGETS
-            for budget in track(budgets, description=f"{name} split {split}", transient=True):
-                r = compile_workload(w, hw, strategy="rnc", crossbars=budget, depthwise_split=split)
-                if not r.feasible:
-                    print(f"| {budget} | infeasible (needs {r.min_crossbars}) | | | | | | | |")
-                    continue
-                print(f"| {budget} | {r.crossbars_used} | {r.utilization:.1%} | {r.latency_ns / 1e3:,.1f} | "
-                      f"{r.throughput_ips:,.0f} | {r.energy_pj / 1e6:.3f} | {isaac.latency_ns / r.latency_ns:.2f}x | "
-                      f"{plain.latency_ns / r.latency_ns:.2f}x | {r.throughput_ips / isaac.throughput_ips:.2f}x |")
-            print()
+        print("rnc, default options (mapping chosen by the compiler, stop rule min_gain 0.005):\n")
+        print("| budget | crossbars used | utilization | latency us | throughput img/s | energy uJ | "
+              "speedup vs isaac | speedup vs rnc partition only | throughput vs isaac | depthwise reads/position |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        budgets = PAPER_BUDGETS if depthwise else BUDGETS + WIDE_BUDGETS
+        for budget in track(budgets, description=name, transient=True):
+            r = compile_workload(w, hw, strategy="rnc", crossbars=budget)
+            if not r.feasible:
+                print(f"| {budget} | infeasible (needs {r.min_crossbars}) | | | | | | | | |")
+                continue
+            seq = [row["sequential_channels"] for row in r.layers if row["kind"] == "depthwise"]
+            print(f"| {budget} | {r.crossbars_used} | {r.utilization:.1%} | {r.latency_ns / 1e3:,.1f} | "
+                  f"{r.throughput_ips:,.0f} | {r.energy_pj / 1e6:.3f} | {isaac.latency_ns / r.latency_ns:.2f}x | "
+                  f"{plain.latency_ns / r.latency_ns:.2f}x | {r.throughput_ips / isaac.throughput_ips:.2f}x | "
+                  f"{'-' if not seq else f'{min(seq)}-{max(seq)}'} |")
+        print()
 
 
 def main() -> None:
@@ -131,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     nets = workloads()
     bench_single(nets, repeats=50 if args.quick else 300)
-    bench_batch(nets, n_pairs=1_000 if args.quick else 10_000)
+    bench_batch(nets, n_pairs=1_000 if args.quick else 10_000, n_fresh=20 if args.quick else 100)
     bench_paper(nets)
 
 

@@ -9,24 +9,34 @@ Conventions (full text with sources in ``docs/simulator.md``):
 - **isaac**: every box on its own crossbar (every layer and every group on its own crossbars, nothing
   shared); optional replication (``duplicate=True``) of the bottleneck layer while whole copies fit the
   budget.
-- **rnc** (RNC, arXiv 2409.18841): the same boxes, except depthwise layers, mapped as RNC maps them:
-  ``K*K`` rows x ``C`` columns, evaluated one channel at a time, split into ``depthwise_split`` (or more, when
-  ``C`` does not fit one crossbar) column chunks that run in parallel. Full-size boxes take a crossbar each;
-  the remainder boxes of all layers are packed into shared crossbars (MaxRects, best short side fit) by a
-  deterministic seeded packer that tries four fixed orderings and ``restarts`` seeded random ones and keeps
-  the fewest crossbars. This no-duplication packing does not depend on the budget, so ``min_crossbars`` is
-  a property of the network and hardware and more budget never turns a feasible compile infeasible. Then
-  bottleneck layers are duplicated (each copy handles an equal share of the output positions) while the
-  copy's boxes fit the budget, always adding to the layer with the longest stage time; copies never share a
-  crossbar with another box of the same layer (they would serialize).
+- **rnc** (RNC, arXiv 2409.18841): the same boxes, except depthwise layers, which have three mappings
+  (``depthwise_mapping``): ``channel-serial`` (RNC's: ``K*K`` rows x ``C`` columns, one channel per read,
+  ``depthwise_split`` column chunks in parallel), ``block-diagonal`` (``b`` channels' ``K*K`` kernels on
+  disjoint rows and columns of one box, read together; zeros elsewhere in the box) and ``parallel`` (ISAAC's:
+  one box per channel). Full-size boxes take a crossbar each; the remainder boxes of all layers are packed
+  into shared crossbars (MaxRects, best short side fit) by a deterministic seeded packer that tries four
+  fixed orderings and ``restarts`` seeded random ones and keeps the fewest crossbars. The no-duplication
+  packing with RNC's mapping does not depend on the budget: it gives ``min_crossbars``, a property of the
+  network and hardware, so more budget never turns a feasible compile infeasible.
+- **Duplication** within the budget: RNC's pipeline balancing (``balance``: copies of the longest stage,
+  until the budget is full) or latency-driven (``latency``: copies of the critical-path layer that shortens
+  the latency most per cell, with the **stop rule**: a step is made only when it gains at least ``min_gain``
+  of the latency, then only copies that fit on the crossbars already used). ``duplication="auto"`` keeps
+  RNC's balanced plan unless the latency-driven one is no worse in latency and utilization, or uses fewer
+  crossbars that were not worth ``min_gain`` each (:func:`plan_score`). Copies never share a crossbar with
+  another box of the same layer (they would serialize).
+- **Mapping choice** (``depthwise_mapping="auto"``): RNC's channel-serial plan against block-diagonal
+  mappings spread over distinct crossbars (a few spreads x blocks, each duplicated for latency); the lowest
+  ``ln(latency) + min_gain x crossbars`` wins. Deterministic for a seed.
 - **Contention**: everything mapped on one crossbar serializes on it. A layer's stage time is the largest,
   over its crossbars, of the summed time of its boxes there; a box's time is ``positions_of_its_copy x
-  channels_in_sequence x reads_per_input x read_cycle``.
-- **Latency** (single image): layers run in topological order of the dataflow graph; a layer starts when
-  all its predecessors have finished and all its crossbars are free (layers sharing a crossbar serialize);
-  ``latency_ns`` is the last finish time. **Throughput** (pipelined over images): one image per
-  ``max over crossbars of its busy time per image``.
-- **Utilization** = used cells / (occupied crossbars x their rows x cols).
+  reads_per_position x reads_per_input x read_cycle``.
+- **Latency** (single image): the critical path of the dataflow graph. Layers are scheduled in topological
+  order; a layer starts when all its predecessors have finished and all its crossbars are free, so branches
+  on disjoint crossbars overlap and layers sharing a crossbar serialize; ``latency_ns`` is the last finish.
+  **Throughput** (pipelined over images): one image per ``max over crossbars of its busy time per image``.
+- **Utilization** = weight cells (copies included; not the zeros of block-diagonal boxes) / (crossbars
+  actually used x their rows x cols).
 - **Energy** by the categories the component table names (ISAAC: ``adc``, ``dac``, ``crossbar``, ``buffer``,
   ``shift_add``, plus ``leakage``), charged on the kernel's event counts by data, **area**
   of the occupied IMAs and tiles, EDAP = energy_pj x latency_ns x area_mm2, TOPS = 2 x MACs x throughput,
@@ -41,7 +51,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
@@ -105,6 +115,12 @@ def crossbar_classes(workload: Workload, hw: HardwareConfig) -> tuple[np.ndarray
     return xr, xc, cls, cls_r, cls_c
 
 
+DEPTHWISE_MAPPINGS = ("auto", "channel-serial", "block-diagonal", "parallel")
+DUPLICATIONS = ("auto", "balance", "latency")
+POLICY_BALANCE, POLICY_LATENCY = 0, 1  # duplication policies of the kernel
+MIN_GAIN = 0.005  # default stop rule: a copy must shorten the estimated latency by >= 0.5%
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Resolved options of one compile (defaults depend on the strategy)."""
@@ -116,28 +132,68 @@ class CompileOptions:
     restarts: int
     seed: int
     budget: int
+    depthwise_mapping: str = "auto"
+    min_gain: float = MIN_GAIN
+    duplication: str = "auto"
 
 
 def resolve_options(strategy: str, hw: HardwareConfig, *, seed: int = 0, duplicate: bool | None = None,
                     pack: bool | None = None, depthwise_split: int = 1, restarts: int = 4,
-                    crossbars: int | None = None) -> CompileOptions:
+                    crossbars: int | None = None, depthwise_mapping: str = "auto",
+                    min_gain: float = MIN_GAIN, duplication: str = "auto") -> CompileOptions:
     if strategy not in STRATEGIES:
         raise CompileError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if depthwise_split < 1:
         raise CompileError(f"depthwise_split must be >= 1, got {depthwise_split}")
     if restarts < 0:
         raise CompileError(f"restarts must be >= 0, got {restarts}")
+    if depthwise_mapping not in DEPTHWISE_MAPPINGS:
+        raise CompileError(f"unknown depthwise_mapping {depthwise_mapping!r}; choose one of: "
+                           f"{', '.join(DEPTHWISE_MAPPINGS)}")
+    if duplication not in DUPLICATIONS:
+        raise CompileError(f"unknown duplication {duplication!r}; choose one of: {', '.join(DUPLICATIONS)}")
+    if not 0.0 <= float(min_gain) < 1.0:
+        raise CompileError(f"min_gain must be in [0, 1) (0 = duplicate until the budget is full), got {min_gain}")
     budget = hw.crossbars if crossbars is None else int(crossbars)
     if budget < 0:
         raise CompileError(f"crossbar budget must be >= 0 (0 = unlimited), got {budget}")
     if strategy == "isaac":
         if pack:
             raise CompileError("strategy 'isaac' never packs boxes of several layers; use strategy 'rnc'")
-        return CompileOptions("isaac", False, bool(duplicate), 1, 0, int(seed), budget)
+        return CompileOptions("isaac", False, bool(duplicate), 1, 0, int(seed), budget, "parallel", float(min_gain),
+                              "balance")
     return CompileOptions(
         "rnc", True if pack is None else bool(pack), True if duplicate is None else bool(duplicate),
-        int(depthwise_split), int(restarts), int(seed), budget,
+        int(depthwise_split), int(restarts), int(seed), budget, depthwise_mapping, float(min_gain), duplication,
     )
+
+
+def depthwise_arrays(workload: Workload, mapping: str, split: int, spread: int = 0,
+                     block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer ``(chunks, block)`` of the depthwise mapping (see :func:`rnc.simulator.kernels.partition_boxes`).
+
+    ``channel-serial`` (RNC): ``split`` chunks, one channel per read; ``block-diagonal``: ``split`` chunks
+    (or ``spread`` when larger), as many channels per read as the crossbar rows hold (at most ``block``);
+    ``parallel`` (ISAAC): one chunk per channel. Non-depthwise layers ignore both values.
+    """
+    a = workload_arrays(workload)
+    n = len(workload.layers)
+    if mapping == "parallel":
+        return a["groups"].copy(), np.ones(n, np.int64)
+    chunks = np.full(n, max(split, spread), np.int64)
+    if mapping == "block-diagonal":
+        return chunks, np.full(n, block, np.int64)
+    return chunks, np.ones(n, np.int64)
+
+
+def depthwise_spread(workload: Workload, xr: np.ndarray, block: int, max_chunks: int) -> tuple[np.ndarray, np.ndarray]:
+    """A block-diagonal mapping spread over distinct crossbars: per depthwise layer of ``C`` channels and
+    ``K*K`` rows, ``b = min(block, rows // (K*K))`` channels per read and ``min(max_chunks, ceil(C / b))``
+    chunks, so ``ceil(C / (chunks * b))`` reads per output position."""
+    a = workload_arrays(workload)
+    blk = np.maximum(1, np.minimum(block, xr // np.maximum(a["rows"], 1)))
+    chunks = np.minimum(max_chunks, -(-a["groups"] // blk))
+    return np.maximum(chunks, 1).astype(np.int64), blk.astype(np.int64)
 
 
 _BASE_CACHE: dict[int, tuple[weakref.ref, OrderedDict]] = {}
@@ -149,21 +205,25 @@ def clear_compile_cache() -> None:
     _BASE_CACHE.clear()
 
 
-def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, classes=None) -> tuple:
+def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, classes=None,
+              dw: tuple[np.ndarray, np.ndarray] | None = None, spread: bool = False) -> tuple:
     """The budget-independent part of a compile (partitioning + no-duplication packing), cached.
 
-    It depends only on the workload, the crossbar sizes of its layers, ``slices_per_weight`` and the options
-    ``strategy, pack, depthwise_split, restarts, seed`` (``restarts`` and ``seed`` only when packing), never
-    on the budget or the PPA parameters, so every budget and every hardware variant that differs only in
-    timing, energy or area reuses it. The cache lives as long as the workload object (weak reference) and
-    keeps :data:`BASE_CACHE_ENTRIES` entries per workload; cached and fresh results are identical.
+    It depends only on the workload, the crossbar sizes of its layers, ``slices_per_weight``, the depthwise
+    mapping ``dw`` (:func:`depthwise_arrays`; default: channel-serial with ``depthwise_split`` chunks) and the
+    options ``strategy, pack, restarts, seed`` (``restarts`` and ``seed`` only when packing), never on the
+    budget or the PPA parameters, so every budget and every hardware variant that differs only in timing,
+    energy or area reuses it. The cache lives as long as the workload object (weak reference) and keeps
+    :data:`BASE_CACHE_ENTRIES` entries per workload; cached and fresh results are identical.
     """
     a = workload_arrays(workload)
     xr, xc, cls, cls_r, cls_c = crossbar_classes(workload, hw) if classes is None else classes
     rnc_mapping = opts.strategy == "rnc"
     restarts, seed = (opts.restarts, opts.seed) if opts.share else (0, 0)
+    if dw is None:
+        dw = depthwise_arrays(workload, "channel-serial", opts.depthwise_split)
     key = (xr.tobytes(), xc.tobytes(), int(hw.slices_per_weight), rnc_mapping, opts.share,
-           opts.depthwise_split, restarts, seed)
+           dw[0].tobytes(), dw[1].tobytes(), spread, restarts, seed)
     wid = id(workload)
     hit = _BASE_CACHE.get(wid)
     if hit is not None and hit[0]() is workload:
@@ -182,8 +242,8 @@ def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, clas
             _BASE_CACHE[wid] = (ref, entries)
     base = K.base_kernel(
         a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], xr, xc, cls, cls_r, cls_c,
-        np.int64(hw.slices_per_weight), rnc_mapping, opts.share, np.int64(opts.depthwise_split),
-        np.int64(restarts), np.int64(seed),
+        np.int64(hw.slices_per_weight), rnc_mapping, opts.share, dw[0], dw[1], np.int64(restarts), np.int64(seed),
+        spread,
     )
     entries[key] = base
     if len(entries) > BASE_CACHE_ENTRIES:
@@ -191,24 +251,92 @@ def base_plan(workload: Workload, hw: HardwareConfig, opts: CompileOptions, clas
     return base
 
 
+def _finish(workload: Workload, base: tuple, opts: CompileOptions, params: np.ndarray, classes: tuple,
+            min_crossbars: int, policy: int):
+    a = workload_arrays(workload)
+    _xr, _xc, cls, cls_r, cls_c = classes
+    return K.finish_kernel(
+        base, a["in_channels"], a["out_channels"], a["rows"], a["kernel_area"], a["positions"], a["pred_ptr"],
+        a["pred_idx"], cls, cls_r, cls_c, params, opts.share, opts.duplicate, np.int64(opts.budget),
+        float(opts.min_gain), np.int64(min_crossbars), np.int64(policy),
+    )
+
+
+def _utilization(totals: np.ndarray) -> float:
+    capacity = float(totals[K.T_CAPACITY_CELLS])
+    return float(totals[K.T_USED_CELLS]) / capacity if capacity > 0 else 0.0
+
+
+def plan_score(totals: np.ndarray, min_gain: float) -> float:
+    """The stop rule's order of plans: ``ln(latency_ns) + min_gain x crossbars_used`` (lower is better): a
+    crossbar is worth using when it shortens the latency by at least the fraction ``min_gain``."""
+    return math.log(max(float(totals[K.T_LATENCY_NS]), 1e-30)) + min_gain * float(totals[K.T_CROSSBARS_USED])
+
+
+def _replaces(new: np.ndarray, old: np.ndarray, min_gain: float) -> bool:
+    """Does plan ``new`` replace RNC's balanced plan ``old``? When it is no worse in latency and utilization, or
+    when it uses fewer crossbars and the stop rule says they were not worth their latency."""
+    if new[K.T_LATENCY_NS] <= old[K.T_LATENCY_NS] and _utilization(new) >= _utilization(old):
+        return True
+    return bool(new[K.T_CROSSBARS_USED] < old[K.T_CROSSBARS_USED]
+                and plan_score(new, min_gain) <= plan_score(old, min_gain))
+
+
 def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, params: np.ndarray | None = None,
                classes: tuple | None = None):
-    """Compile (cached base packing, then duplication and PPA); returns the kernel's arrays and the classes.
+    """Compile (cached base packing, then mapping choice, duplication and PPA); returns the kernel's arrays and
+    the classes.
 
     ``params`` (:func:`ppa_parameters`) and ``classes`` (:func:`crossbar_classes`) may be passed when the
     caller already has them for this hardware (and workload)."""
-    a = workload_arrays(workload)
     if classes is None:
         classes = crossbar_classes(workload, hw)
-    _xr, _xc, cls, cls_r, cls_c = classes
     if params is None:
         params = ppa_parameters(hw)
-    base = base_plan(workload, hw, opts, classes)
-    out = K.finish_kernel(
-        base, a["in_channels"], a["out_channels"], a["rows"], a["kernel_area"], a["positions"], a["pred_ptr"],
-        a["pred_idx"], cls, cls_r, cls_c, params, opts.share, opts.duplicate, np.int64(opts.budget),
-    )
+    _xr, _xc, _cls, cls_r, cls_c = classes
+    mapping = opts.depthwise_mapping if opts.depthwise_mapping != "auto" else "channel-serial"
+    compact = base_plan(workload, hw, opts, classes, depthwise_arrays(workload, mapping, opts.depthwise_split))
+    min_crossbars = int(compact[12])
+    duplicating = opts.duplicate and 0 < min_crossbars <= opts.budget
+    if not duplicating or opts.strategy == "isaac" or opts.duplication == "balance":
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_BALANCE)
+    elif opts.duplication == "latency":
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_LATENCY)
+    else:
+        out = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_BALANCE)
+        fast = _finish(workload, compact, opts, params, classes, min_crossbars, POLICY_LATENCY)
+        if _replaces(fast[0], out[0], opts.min_gain):
+            out = fast
+    if (duplicating and opts.depthwise_mapping == "auto" and opts.strategy == "rnc"
+            and any(lay.is_depthwise for lay in workload.layers)):
+        out = _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, out)
     return out, cls_r, cls_c
+
+
+DEPTHWISE_SPREADS = (1 / 3, 2 / 3, 1.0, 4 / 3)  # chunks per depthwise layer, x the compact plan's crossbars
+DEPTHWISE_BLOCKS = (1 << 20,)  # channels read together: as many as the rows hold (b = 3 never won)
+
+
+def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
+    """The depthwise mapping of the ``auto`` choice: the plan ``best`` (RNC's channel-serial mapping) against
+    block-diagonal mappings spread over distinct crossbars (:data:`DEPTHWISE_SPREADS` x the compact plan's
+    crossbars, :data:`DEPTHWISE_BLOCKS`), each duplicated for latency; the lowest :func:`plan_score` wins
+    (deterministic; candidates whose no-duplication plan does not fit the budget are skipped)."""
+    policy = POLICY_BALANCE if opts.duplication == "balance" else POLICY_LATENCY
+    fixed_orders = replace(opts, restarts=0)  # candidates are packed with the four fixed orderings only
+    best_score = plan_score(best[0], opts.min_gain)
+    for spread in DEPTHWISE_SPREADS:
+        chunks = max(1, round(spread * min_crossbars), opts.depthwise_split)
+        for block in DEPTHWISE_BLOCKS:
+            base = base_plan(workload, hw, fixed_orders, classes,
+                             depthwise_spread(workload, classes[0], block, chunks), spread=True)
+            if int(base[12]) > opts.budget:
+                continue
+            out = _finish(workload, base, opts, params, classes, min_crossbars, policy)
+            score = plan_score(out[0], opts.min_gain)
+            if score < best_score:
+                best, best_score = out, score
+    return best
 
 
 def summarize(totals: np.ndarray, budget: int, table: EnergyTable) -> dict[str, float | int | bool | dict[str, float]]:
@@ -249,7 +377,9 @@ def summarize(totals: np.ndarray, budget: int, table: EnergyTable) -> dict[str, 
 class Placement:
     """One box on one crossbar: ``rows x cols`` cells of ``layer``'s matrix ``group`` (a group of a grouped
     conv, or a channel chunk of a depthwise layer in ``rnc``), copy ``copy``, at ``(row, col)`` of crossbar
-    ``crossbar``; ``matrix_row``/``matrix_col`` locate the box inside the layer's weight matrix."""
+    ``crossbar``; ``matrix_row``/``matrix_col`` locate the box inside the layer's weight matrix. ``block``
+    channels of a block-diagonal depthwise box are read together; ``cells = rows x cols / block`` hold weights,
+    the rest of the box zeros."""
 
     layer: str
     layer_index: int
@@ -262,6 +392,8 @@ class Placement:
     cols: int
     matrix_row: int
     matrix_col: int
+    block: int = 1
+    cells: int = 0
 
     def to_dict(self) -> dict[str, int | str]:
         return dict(self.__dict__)
@@ -393,8 +525,9 @@ class CompileResult:
         out = []
         boxes = self._boxes
         for box, copy, xbar, row, col in self._placements.tolist():
-            layer, group, h, w, _act, row0, col0 = boxes[box].tolist()
-            out.append(Placement(names[layer], layer, group, copy, xbar, row, col, h, w, row0, col0))
+            layer, group, h, w, _act, row0, col0, block = boxes[box].tolist()
+            out.append(Placement(names[layer], layer, group, copy, xbar, row, col, h, w, row0, col0, block,
+                                 h * w // block))
         return out
 
     def to_dict(self) -> dict:
@@ -415,7 +548,8 @@ class CompileResult:
 
 def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy = "rnc", *, seed: int = 0,
                      duplicate: bool | None = None, pack: bool | None = None, depthwise_split: int = 1,
-                     restarts: int = 4, crossbars: int | None = None) -> CompileResult:
+                     restarts: int = 4, crossbars: int | None = None, depthwise_mapping: str = "auto",
+                     min_gain: float = MIN_GAIN, duplication: str = "auto") -> CompileResult:
     """Compile ``workload`` onto ``hw``'s crossbars with ``strategy`` and evaluate its PPA.
 
     ``duplicate`` (default: on for ``rnc``, off for ``isaac``) replicates bottleneck layers within the budget
@@ -423,14 +557,20 @@ def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy 
     ``pack`` (``rnc`` only, default on) shares crossbars between boxes of several layers;
     ``depthwise_split`` splits each depthwise layer into that many channel chunks on separate crossbars
     (``rnc``); ``restarts`` seeded random packing orders are tried after the four fixed ones, the fewest
-    crossbars kept. Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``.
+    crossbars kept. ``depthwise_mapping`` (``rnc``): ``auto`` (default: chosen per budget), ``channel-serial``
+    (RNC), ``block-diagonal`` or ``parallel`` (ISAAC); ``duplication`` (``rnc``): ``auto``, ``balance`` (RNC's
+    pipeline balancing, fills the budget) or ``latency`` (critical path); ``min_gain`` (in [0, 1), default
+    0.005): the stop rule's fraction of the latency a duplication step must gain (0 = fill the budget).
+    Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``; raises
+    :class:`CompileError` for unknown options.
     """
     if not isinstance(workload, Workload):
         raise CompileError(f"expected a Workload (see rnc.simulator.trace_workload), got {type(workload).__name__}")
     if not isinstance(hw, HardwareConfig):
         raise CompileError(f"expected a HardwareConfig, got {type(hw).__name__}")
     opts = resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack,
-                           depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars)
+                           depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars,
+                           depthwise_mapping=depthwise_mapping, min_gain=min_gain, duplication=duplication)
     (totals, layer_tab, placements, boxes, xbar_cls), cls_r, cls_c = run_kernel(workload, hw, opts)
     return CompileResult(workload, hw, opts, totals, layer_tab, placements, boxes, xbar_cls, cls_r, cls_c)
 

@@ -66,18 +66,42 @@ def _ceil_div(a, b):
 
 
 @njit(cache=True)
-def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_split):
+def _dw_shape(layer, rows, cols_per_group, groups, xr, xc, slices, dw_chunks, dw_block):
+    """Depthwise mapping of ``layer``: (chunks, base channels per chunk, extra, block, per_ch)."""
+    R, C = xr[layer], xc[layer]
+    g = groups[layer]
+    per_ch = cols_per_group[layer] * slices  # columns of one channel (channel multiplier x slices)
+    per_xbar = max(1, C // per_ch)
+    chunks = min(g, max(dw_chunks[layer], _ceil_div(g, per_xbar)))
+    base, extra = g // chunks, g % chunks
+    k2 = rows[layer]
+    blk = 1
+    if k2 <= R:
+        widest = base + (1 if extra > 0 else 0)
+        blk = max(1, min(dw_block[layer], R // k2, widest))
+        blk = _ceil_div(widest, _ceil_div(widest, blk))  # the same reads per position with the fewest zeros
+    return chunks, base, extra, blk, per_ch
+
+
+@njit(cache=True)
+def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_chunks, dw_block):
     """Boxes of one copy of every layer.
 
     A layer is a set of weight matrices, each partitioned into crossbar-sized boxes (row blocks x column
     blocks). ``isaac`` mapping (``rnc_mapping=False``): one matrix per group of ``rows x cols_per_group *
-    slices`` cells. ``rnc`` mapping: depthwise layers (groups == in_channels > 1) as RNC maps them, one
-    matrix of ``K*K`` rows x ``C * multiplier * slices`` columns (``multiplier = Cout / C``) evaluated one
-    channel at a time, split into ``max(dw_split, ceil(C / channels_per_crossbar))`` column chunks of
-    consecutive channels; other layers as in ``isaac``.
+    slices`` cells. ``rnc`` mapping: a depthwise layer (groups == in_channels > 1) of ``C`` channels is split
+    into ``chunks = max(dw_chunks, ceil(C / channels_per_crossbar))`` column chunks of consecutive channels
+    (``multiplier * slices`` columns per channel, ``multiplier = Cout / C``). A chunk of ``n`` channels with
+    block ``b = dw_block`` (at most ``rows // (K*K)`` and ``n``) is one box of ``b*K*K`` rows x ``n``
+    channels' columns: channel ``j`` on row block ``j mod b`` and its own columns, so ``b`` consecutive
+    channels lie on disjoint rows and columns and are read together: ``ceil(n / b)`` reads per position.
+    ``b = 1`` is RNC's channel-serial mapping (``K*K`` rows, one channel per read), ``b > 1`` the
+    block-diagonal one (the off-diagonal cells hold zeros), ``chunks = C`` ISAAC's fully parallel one. Other
+    layers as in ``isaac``.
 
-    Returns per-box ``layer, group, h, w, active_w, row0, col0`` (row/column offset inside the matrix), the
-    CSR pointer of each layer's boxes and each layer's ``seq`` (sequential reads per output position).
+    Returns per-box ``layer, group, h, w, active_w, row0, col0`` (row/column offset inside the matrix),
+    ``seq`` (reads per output position) and ``blk`` (weight cells = ``h * w / blk``), the CSR pointer of
+    each layer's boxes and each layer's ``seq`` (the largest over its boxes).
     """
     n = rows.shape[0]
     seq = np.ones(n, np.int64)
@@ -85,14 +109,11 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
     for layer in range(n):
         R, C = xr[layer], xc[layer]
         g = groups[layer]
-        depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
-        if depthwise:
-            per_ch = cols_per_group[layer] * slices  # columns of one channel (channel multiplier x slices)
-            per_xbar = max(1, C // per_ch)
-            chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
-            base, extra = g // chunks, g % chunks
-            seq[layer] = base + (1 if extra > 0 else 0)
-            rb = _ceil_div(rows[layer], R)
+        if rnc_mapping and g > 1 and g == in_channels[layer]:
+            chunks, base, extra, blk, per_ch = _dw_shape(layer, rows, cols_per_group, groups, xr, xc, slices,
+                                                         dw_chunks, dw_block)
+            seq[layer] = _ceil_div(base + (1 if extra > 0 else 0), blk)
+            rb = _ceil_div(rows[layer] * blk, R)
             total = 0
             for k in range(chunks):
                 ch = base + (1 if k < extra else 0)
@@ -112,37 +133,42 @@ def partition_boxes(rows, cols_per_group, groups, in_channels, xr, xc, slices, r
     b_row0 = np.empty(nb, np.int64)
     b_col0 = np.empty(nb, np.int64)
     b_seq = np.ones(nb, np.int64)
+    b_blk = np.ones(nb, np.int64)
     for layer in range(n):
         R, C = xr[layer], xc[layer]
         g = groups[layer]
         depthwise = rnc_mapping and g > 1 and g == in_channels[layer]
         k = ptr[layer]
         per_ch = cols_per_group[layer] * slices
+        blk = 1
         if depthwise:
-            per_xbar = max(1, C // per_ch)
-            chunks = min(g, max(dw_split, _ceil_div(g, per_xbar)))
-            base, extra = g // chunks, g % chunks
-            mats, H = chunks, rows[layer]
+            mats, base, extra, blk, per_ch = _dw_shape(layer, rows, cols_per_group, groups, xr, xc, slices,
+                                                       dw_chunks, dw_block)
         else:
             base, extra = 0, 0
-            mats, H = g, rows[layer]
+            mats = g
+        H = rows[layer] * blk
         for m in range(mats):
             ch = base + (1 if m < extra else 0)
+            b = min(blk, ch) if depthwise else 1
             W = ch * per_ch if depthwise else per_ch
             for i in range(_ceil_div(H, R)):
                 h = min(R, H - i * R)
+                if depthwise and b < blk:  # a short last chunk: fewer row blocks
+                    h = rows[layer] * b
                 for j in range(_ceil_div(W, C)):
                     w = min(C, W - j * C)
                     b_layer[k] = layer
                     b_group[k] = m
                     b_h[k] = h
                     b_w[k] = w
-                    b_act[k] = min(w, per_ch) if depthwise else w
+                    b_act[k] = min(w, per_ch * b) if depthwise else w
                     b_row0[k] = i * R
                     b_col0[k] = j * C
-                    b_seq[k] = ch if depthwise else 1
+                    b_seq[k] = _ceil_div(ch, b) if depthwise else 1
+                    b_blk[k] = b
                     k += 1
-    return b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, ptr, seq
+    return b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_blk, ptr, seq
 
 
 @njit(cache=True)
@@ -334,8 +360,11 @@ def _open(free, nfree, maxw, maxh, bcls, b, cls, cls_r, cls_c):
 
 @njit(cache=True)
 def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-               pl_box, pl_bin, pl_x, pl_y):
-    """Place copy 0 of every box in ``order``; full-size boxes (or all boxes when not ``share``) alone."""
+               pl_box, pl_bin, pl_x, pl_y, distinct):
+    """Place copy 0 of every box in ``order``; full-size boxes (or all boxes when not ``share``) alone.
+
+    Boxes of a layer with ``distinct[layer]`` never share a crossbar with each other (a new crossbar is opened
+    instead); other layers' boxes avoid crossbars holding their layer but share one when nothing else fits."""
     free, nfree, maxw, maxh, bcls, has = state
     nopen = 0
     for t in range(order.shape[0]):
@@ -346,7 +375,7 @@ def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scra
         x = 0
         y = 0
         if share and not full:
-            b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, False, False)
+            b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, distinct[layer], False)
         if b < 0:
             b = nopen
             nopen += 1
@@ -390,19 +419,19 @@ def _grow(a, n):
 
 @njit(cache=True)
 def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
-                rnc_mapping, share, dw_split, restarts, seed):
+                rnc_mapping, share, dw_chunks, dw_block, restarts, seed, spread):
     """Budget-independent part of a compile: partitioning into boxes and the no-duplication packing.
 
     Returns the tuple :func:`finish_kernel` takes first: the box table (``layer, group, h, w, active_w,
-    row0, col0, seq, class`` as separate arrays), each layer's CSR pointer and ``seq``, the number of
+    row0, col0, seq, blk, class`` as separate arrays), each layer's CSR pointer and ``seq``, the number of
     crossbars of the best packing (``min_crossbars``), its crossbar state (free rectangles, maxima, class,
     boxes per layer) and its placements. Nothing here is modified later, so the tuple can be cached and
     reused for every budget.
     """
     n = rows.shape[0]
     ncls = cls_r.shape[0]
-    b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, ptr, seq = partition_boxes(
-        rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_split)
+    b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_blk, ptr, seq = partition_boxes(
+        rows, cols_per_group, groups, in_channels, xr, xc, slices, rnc_mapping, dw_chunks, dw_block)
     nb = b_layer.shape[0]
     b_cls = np.empty(nb, np.int64)
     for k in range(nb):
@@ -430,6 +459,10 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
     for c in range(ncls):
         lower += _ceil_div(cells_cls[c], cls_r[c] * cls_c[c])
 
+    distinct = np.zeros(n, np.bool_)  # ``spread``: the chunks of a depthwise layer on distinct crossbars
+    if spread:
+        for layer in range(n):
+            distinct[layer] = rnc_mapping and groups[layer] > 1 and groups[layer] == in_channels[layer]
     n_orders = 1
     if share:
         n_orders = 4 + max(0, restarts)
@@ -458,7 +491,7 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
                 key[k] = -1e18 + k
         order = np.argsort(key, kind="mergesort")
         nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                           pl_box, pl_bin, pl_x, pl_y)
+                           pl_box, pl_bin, pl_x, pl_y, distinct)
         if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
             best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),
@@ -467,19 +500,140 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
         _reset(state, nbins)
         if best_bins <= lower:
             break
-    return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, best_bins) + best  # noqa: RUF005
+    return (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_blk, b_cls, ptr, seq, best_bins) + best  # noqa: RUF005
+
+
+@njit(cache=True)
+def _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish, tail):
+    """Longest path through the dataflow graph with each layer's estimated stage time (no contention).
+
+    Fills ``stage`` (``ceil(positions / copies) x unit_ns``), ``finish`` (earliest finish: the latest
+    predecessor's finish + own stage) and ``tail`` (own stage + the longest path after it); a layer is on a
+    critical path when ``finish - stage + tail`` equals the returned length."""
+    n = copies.shape[0]
+    latency = 0.0
+    for layer in range(n):
+        stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            if finish[pred_idx[q]] > start:
+                start = finish[pred_idx[q]]
+        finish[layer] = start + stage[layer]
+        if finish[layer] > latency:
+            latency = finish[layer]
+        tail[layer] = stage[layer]
+    for layer in range(n - 1, -1, -1):
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            p = pred_idx[q]
+            if stage[p] + tail[layer] > tail[p]:
+                tail[p] = stage[p] + tail[layer]
+    return latency
+
+
+@njit(cache=True)
+def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfree, maxw, maxh, bcls, has, nopen,
+              budget, cursor, scratch, j_bin, j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl):
+    """Place copy ``copy`` of every box of ``layer`` on crossbars holding no box of the layer (first fit,
+    best-short-side-fit inside the crossbar) or on new crossbars within ``budget``; a copy that does not fit
+    is rolled back. Returns ``(placed, nopen, npl)``; the placement arrays must have room for the copy."""
+    nj = 0
+    nopen0 = nopen
+    npl0 = npl
+    for k in range(ptr[layer], ptr[layer + 1]):
+        h, w, c = b_h[k], b_w[k], b_cls[k]
+        full = h == cls_r[c] and w == cls_c[c]
+        b = -1
+        x = 0
+        y = 0
+        if share and not full:
+            b, x, y, cursor[k] = _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, cursor[k])
+        if b < 0:
+            if nopen >= budget:  # roll the partial copy back
+                for q in range(nj - 1, -1, -1):
+                    b = j_bin[q]
+                    for r in range(j_nfree[q]):
+                        for f in range(4):
+                            free[b, r, f] = j_free[q, r, f]
+                    nfree[b] = j_nfree[q]
+                    _refresh_max(free, nfree, maxw, maxh, b)
+                    has[layer, b] = 0
+                for b in range(nopen0, nopen):
+                    bcls[b] = -1
+                    nfree[b] = 0
+                    maxw[b] = 0
+                    maxh[b] = 0
+                    has[layer, b] = 0
+                return False, nopen0, npl0
+            b = nopen
+            nopen += 1
+            if full or not share:  # the crossbar is full (or never shared) at once
+                bcls[b] = c
+                nfree[b] = 0
+                maxw[b] = 0
+                maxh[b] = 0
+            else:
+                _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
+                _place(free, nfree, maxw, maxh, b, 0, 0, w, h, scratch)
+        else:
+            if saved[b] != txn:  # journal crossbars opened before this copy (rollback)
+                saved[b] = txn
+                j_bin[nj] = b
+                j_nfree[nj] = nfree[b]
+                for r in range(nfree[b]):  # only the live free rectangles
+                    for f in range(4):
+                        j_free[nj, r, f] = free[b, r, f]
+                nj += 1
+            _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
+        has[layer, b] += 1
+        pl_box[npl] = k
+        pl_bin[npl] = b
+        pl_x[npl] = x
+        pl_y[npl] = y
+        pl_copy[npl] = copy
+        npl += 1
+    return True, nopen, npl
+
+
+@njit(cache=True)
+def _next_copy(copies, positions, unit_ns, cost, saturated, stage, finish, tail, latency_est, min_gain):
+    """The layer whose next copies shorten the estimated latency most per cell: only layers on a critical
+    path count; a step adds the fewest copies that shorten the layer's stage (``ceil(positions / copies)``
+    must drop). Returns -1 when no layer can be duplicated further."""
+    best = -1
+    best_ratio = 0.0
+    for layer in range(copies.shape[0]):
+        if saturated[layer] or finish[layer] - stage[layer] + tail[layer] < latency_est * (1.0 - 1e-12):
+            continue  # not on a critical path: a copy would not shorten the latency
+        per_copy = _ceil_div(positions[layer], copies[layer])
+        if per_copy <= 1:
+            saturated[layer] = True
+            continue
+        target = _ceil_div(positions[layer], per_copy - 1)
+        gain = (per_copy - _ceil_div(positions[layer], target)) * unit_ns[layer]
+        if gain < min_gain * latency_est:
+            continue  # the stop rule: the next copies gain too little
+        ratio = gain / ((target - copies[layer]) * cost[layer])
+        if ratio > best_ratio:
+            best_ratio = ratio
+            best = layer
+    return best
 
 
 @njit(cache=True)
 def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions, pred_ptr, pred_idx, layer_cls,
-                  cls_r, cls_c, params, share, duplicate, budget):
+                  cls_r, cls_c, params, share, duplicate, budget, min_gain, min_crossbars, policy):
     """Duplication within ``budget`` on top of the cached ``base`` (see :func:`base_kernel`), then the PPA.
 
+    ``policy`` 0: RNC's pipeline balancing (copies of the longest stage until the budget is full); 1:
+    latency-driven copies on the critical path (:func:`_next_copy`) with the stop rule ``min_gain`` (a step
+    must gain that fraction of the estimated latency; then only copies that open no crossbar). ``min_crossbars``
+    (or -1: the base's crossbars) decides feasibility.
+
     Returns ``totals`` (``T_*`` indices), the per-layer table (``L_*`` columns), the placements
-    (``box, copy, crossbar, row, col``), the box table (``layer, group, h, w, active_w, row0, col0``) and each
-    occupied crossbar's class.
+    (``box, copy, crossbar, row, col``), the box table (``layer, group, h, w, active_w, row0, col0, block``)
+    and each occupied crossbar's class.
     """
-    (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_cls, ptr, seq, nopen,
+    (b_layer, b_group, b_h, b_w, b_act, b_row0, b_col0, b_seq, b_blk, b_cls, ptr, seq, nopen,
      base_free, base_nfree, base_maxw, base_maxh, base_bcls, base_has, base_box, base_bin, base_x, base_y) = base
     n = rows.shape[0]
     nb = b_layer.shape[0]
@@ -509,10 +663,11 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     pl_x[:nb] = base_x
     pl_y[:nb] = base_y
     npl = nb
-    min_crossbars = nopen
+    if min_crossbars < 0:
+        min_crossbars = nopen
     feasible = budget == 0 or min_crossbars <= budget
 
-    # ---- duplication of bottleneck layers within the budget --------------------------------------------
+    # ---- duplication within the budget: latency-driven, with a stop rule ------------------------------
     copies = np.ones(n, np.int64)
     unit_ns = np.zeros(n, np.float64)  # time per output position of one copy
     for k in range(nb):
@@ -531,114 +686,94 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         saved = np.full(max_bins, -1, np.int64)
         cursor = np.zeros(nb, np.int64)  # first crossbar that may still take another copy of box k
         new_bins = np.zeros(n, np.int64)  # crossbars a copy surely opens: its full-size boxes (all, unshared)
+        cost = np.zeros(n, np.float64)  # cells (box area) of one copy
         for k in range(nb):
             c = b_cls[k]
+            cost[b_layer[k]] += b_h[k] * b_w[k]
             if not share or (b_h[k] == cls_r[c] and b_w[k] == cls_c[c]):
                 new_bins[b_layer[k]] += 1
-        stage_t = np.empty(n, np.float64)  # stage time of each layer; -1 once saturated (never the maximum)
-        for layer in range(n):
-            stage_t[layer] = -1.0 if saturated[layer] else _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+        stage = np.empty(n, np.float64)
+        finish = np.empty(n, np.float64)
+        tail = np.empty(n, np.float64)
         txn = 0
-        while True:
-            top = -1
-            top_t = -1.0
-            second = 0.0
+        if policy == 0:  # RNC: balance the pipeline, always duplicating the longest stage, until the budget is full
             for layer in range(n):
-                t = stage_t[layer]
-                if t > top_t:
-                    second = max(second, top_t)
-                    top_t = t
-                    top = layer
-                elif t > second:
-                    second = t
-            if top < 0:
-                break
-            layer = top
-            while True:  # add copies of the bottleneck until it is no longer above the runner-up
-                if copies[layer] >= positions[layer]:
-                    saturated[layer] = True
-                    stage_t[layer] = -1.0
+                stage[layer] = -1.0 if saturated[layer] else _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+            while True:
+                top = -1
+                top_t = -1.0
+                second = 0.0
+                for layer in range(n):
+                    t = stage[layer]
+                    if t > top_t:
+                        second = max(second, top_t)
+                        top_t = t
+                        top = layer
+                    elif t > second:
+                        second = t
+                if top < 0:
                     break
-                if nopen + new_bins[layer] > budget:  # its full-size boxes alone do not fit: give up at once
-                    saturated[layer] = True
-                    stage_t[layer] = -1.0
-                    break
-                txn += 1
-                nj = 0
-                nopen0 = nopen
-                ok = True
-                for k in range(ptr[layer], ptr[layer + 1]):
-                    h, w, c = b_h[k], b_w[k], b_cls[k]
-                    full = h == cls_r[c] and w == cls_c[c]
-                    b = -1
-                    x = 0
-                    y = 0
-                    if share and not full:
-                        b, x, y, cursor[k] = _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c,
-                                                         cursor[k])
-                    if b < 0:
-                        if nopen >= budget:
-                            ok = False
-                            break
-                        b = nopen
-                        nopen += 1
-                        if full or not share:  # the crossbar is full (or never shared) at once
-                            bcls[b] = c
-                            nfree[b] = 0
-                            maxw[b] = 0
-                            maxh[b] = 0
-                        else:
-                            _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
-                            _place(free, nfree, maxw, maxh, b, 0, 0, w, h, scratch)
-                    else:
-                        if saved[b] != txn:  # journal crossbars opened before this copy (rollback)
-                            saved[b] = txn
-                            j_bin[nj] = b
-                            j_nfree[nj] = nfree[b]
-                            for r in range(nfree[b]):  # only the live free rectangles
-                                for f in range(4):
-                                    j_free[nj, r, f] = free[b, r, f]
-                            nj += 1
-                        _place(free, nfree, maxw, maxh, b, x, y, w, h, scratch)
-                    has[layer, b] += 1
-                    if npl >= pl_box.shape[0]:
-                        pl_box = _grow(pl_box, npl + 1)
-                        pl_bin = _grow(pl_bin, npl + 1)
-                        pl_x = _grow(pl_x, npl + 1)
-                        pl_y = _grow(pl_y, npl + 1)
-                        pl_copy = _grow(pl_copy, npl + 1)
-                    pl_box[npl] = k
-                    pl_bin[npl] = b
-                    pl_x[npl] = x
-                    pl_y[npl] = y
-                    pl_copy[npl] = copies[layer]
-                    npl += 1
-                if not ok:  # roll the partial copy back
-                    for q in range(nj - 1, -1, -1):
-                        b = j_bin[q]
-                        for r in range(j_nfree[q]):
-                            for f in range(4):
-                                free[b, r, f] = j_free[q, r, f]
-                        nfree[b] = j_nfree[q]
-                        _refresh_max(free, nfree, maxw, maxh, b)
-                        has[layer, b] = 0
-                    for b in range(nopen0, nopen):
-                        bcls[b] = -1
-                        nfree[b] = 0
-                        maxw[b] = 0
-                        maxh[b] = 0
-                        has[layer, b] = 0
-                    while npl > 0 and pl_box[npl - 1] >= ptr[layer] and pl_box[npl - 1] < ptr[layer + 1] \
-                            and pl_copy[npl - 1] == copies[layer]:
-                        npl -= 1
-                    nopen = nopen0
-                    saturated[layer] = True
-                    stage_t[layer] = -1.0
-                    break
-                copies[layer] += 1
-                stage_t[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
-                if stage_t[layer] <= second:
-                    break
+                layer = top
+                while True:  # add copies of the bottleneck until it is no longer above the runner-up
+                    if copies[layer] >= positions[layer] or nopen + new_bins[layer] > budget:
+                        saturated[layer] = True
+                        stage[layer] = -1.0
+                        break
+                    need = npl + ptr[layer + 1] - ptr[layer]
+                    if need > pl_box.shape[0]:
+                        pl_box = _grow(pl_box, need)
+                        pl_bin = _grow(pl_bin, need)
+                        pl_x = _grow(pl_x, need)
+                        pl_y = _grow(pl_y, need)
+                        pl_copy = _grow(pl_copy, need)
+                    txn += 1
+                    ok, nopen, npl = _add_copy(layer, copies[layer], ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free,
+                                               nfree, maxw, maxh, bcls, has, nopen, budget, cursor, scratch, j_bin,
+                                               j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl)
+                    if not ok:
+                        saturated[layer] = True
+                        stage[layer] = -1.0
+                        break
+                    copies[layer] += 1
+                    stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                    if stage[layer] <= second:
+                        break
+        else:  # latency: critical-path copies with the stop rule
+            fill_only = False  # second phase: copies that fit on open crossbars, whatever their gain
+            while True:
+                latency_est = _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish, tail)
+                best = _next_copy(copies, positions, unit_ns, cost, saturated, stage, finish, tail, latency_est,
+                                  0.0 if fill_only else min_gain)
+                if best < 0:
+                    if fill_only or min_gain <= 0.0:
+                        break
+                    fill_only = True  # the stop rule ends the first phase: no more crossbars are opened
+                    budget = nopen
+                    for layer in range(n):
+                        if nopen + new_bins[layer] > budget:
+                            saturated[layer] = True
+                    continue
+                layer = best
+                target = _ceil_div(positions[layer], _ceil_div(positions[layer], copies[layer]) - 1)
+                while copies[layer] < target:
+                    if nopen + new_bins[layer] > budget:  # its full-size boxes alone do not fit: give up at once
+                        saturated[layer] = True
+                        break
+                    need = npl + ptr[layer + 1] - ptr[layer]
+                    if need > pl_box.shape[0]:
+                        pl_box = _grow(pl_box, need)
+                        pl_bin = _grow(pl_bin, need)
+                        pl_x = _grow(pl_x, need)
+                        pl_y = _grow(pl_y, need)
+                        pl_copy = _grow(pl_copy, need)
+                    txn += 1
+                    ok, nopen, npl = _add_copy(layer, copies[layer], ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free,
+                                               nfree, maxw, maxh, bcls, has, nopen, budget, cursor, scratch, j_bin,
+                                               j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl)
+                    if not ok:
+                        saturated[layer] = True
+                        break
+                    copies[layer] += 1
 
     # ---- PPA ------------------------------------------------------------------------------------------
     nbins = nopen
@@ -688,7 +823,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
             if per_layer_bin_t[b] > stage:
                 stage = per_layer_bin_t[b]
             h, act = b_h[k], b_act[k]
-            cells += h * b_w[k]
+            cells += h * b_w[k] // b_blk[k]
             n_cell += reads * h * act
             n_row += reads * h
             n_col += reads * act
@@ -774,7 +909,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         placements[p, 2] = pl_bin[p]
         placements[p, 3] = pl_y[p]
         placements[p, 4] = pl_x[p]
-    boxes = np.empty((nb, 7), np.int64)
+    boxes = np.empty((nb, 8), np.int64)
     for k in range(nb):
         boxes[k, 0] = b_layer[k]
         boxes[k, 1] = b_group[k]
@@ -783,6 +918,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         boxes[k, 4] = b_act[k]
         boxes[k, 5] = b_row0[k]
         boxes[k, 6] = b_col0[k]
+        boxes[k, 7] = b_blk[k]
     crossbar_cls = bcls[:nbins].copy()
     return totals, layer_tab, placements, boxes, crossbar_cls
 
@@ -791,9 +927,9 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
 @njit(cache=True)
 def compile_kernel(rows, cols_per_group, groups, in_channels, out_channels, kernel_area, positions,
                    pred_ptr, pred_idx, xr, xc, layer_cls, cls_r, cls_c, slices, params,
-                   rnc_mapping, share, duplicate, budget, dw_split, restarts, seed):
+                   rnc_mapping, share, duplicate, budget, dw_chunks, dw_block, restarts, seed, min_gain, policy):
     """One whole compile (:func:`base_kernel` then :func:`finish_kernel`) without caching."""
     base = base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
-                       rnc_mapping, share, dw_split, restarts, seed)
+                       rnc_mapping, share, dw_chunks, dw_block, restarts, seed, False)
     return finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions, pred_ptr, pred_idx,
-                         layer_cls, cls_r, cls_c, params, share, duplicate, budget)
+                         layer_cls, cls_r, cls_c, params, share, duplicate, budget, min_gain, -1, policy)

@@ -63,6 +63,8 @@ def test_compile_hardware_yaml_and_infeasible_budget(tmp_path):
         (["torchvision:squeezenet1_1", "--set", "cell_bits"], "KEY=VALUE"),
         (["torchvision:squeezenet1_1", "--hardware", "nowhere.yaml"], "does not exist"),
         (["torchvision:squeezenet1_1", "--strategy", "magic"], "unknown strategy"),
+        (["torchvision:squeezenet1_1", "--depthwise-mapping", "diagonal"], "unknown depthwise_mapping"),
+        (["torchvision:squeezenet1_1", "--min-gain", "1.5"], "min_gain must be in [0, 1)"),
     ],
 )
 def test_compile_errors_are_clear(tmp_path, args, message):

@@ -61,7 +61,8 @@ def check_plan(result, workload, hw):
         assert p.row >= 0 and p.row + p.rows <= hw.crossbar_rows
         assert p.col >= 0 and p.col + p.cols <= hw.crossbar_cols
         per_xbar.setdefault(p.crossbar, []).append(p)
-        cells_by_layer[p.layer_index] += p.rows * p.cols
+        assert p.cells * p.block == p.rows * p.cols  # a block-diagonal box holds zeros off its diagonal
+        cells_by_layer[p.layer_index] += p.cells
     for boxes in per_xbar.values():  # no overlapping boxes on a crossbar
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:
@@ -79,9 +80,10 @@ def check_plan(result, workload, hw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workload=layer_tables(), hw=hardware(), strategy=st.sampled_from(["rnc", "isaac"]),
-       budget=st.integers(0, 300), split=st.integers(1, 8))
-def test_plans_are_valid(workload, hw, strategy, budget, split):
-    opts = {"depthwise_split": split} if strategy == "rnc" else {"duplicate": True}
+       budget=st.integers(0, 300), split=st.integers(1, 8),
+       mapping=st.sampled_from(["auto", "channel-serial", "block-diagonal", "parallel"]))
+def test_plans_are_valid(workload, hw, strategy, budget, split, mapping):
+    opts = {"depthwise_split": split, "depthwise_mapping": mapping} if strategy == "rnc" else {"duplicate": True}
     result = compile_workload(workload, hw, strategy=strategy, crossbars=budget, restarts=2, **opts)
     check_plan(result, workload, hw)
     if result.feasible and budget:

@@ -171,6 +171,16 @@ def register(app: typer.Typer) -> None:
         ),
         pack: bool | None = typer.Option(None, "--pack/--no-pack", help="Pack boxes of several layers (rnc)."),
         depthwise_split: int = typer.Option(1, "--depthwise-split", min=1, help="Channel chunks per depthwise layer."),
+        depthwise_mapping: str = typer.Option(
+            "auto", "--depthwise-mapping",
+            help="Depthwise mapping (rnc): auto, channel-serial, block-diagonal or parallel.",
+        ),
+        duplication: str = typer.Option(
+            "auto", "--duplication", help="Duplication policy (rnc): auto, balance (RNC) or latency."
+        ),
+        min_gain: float = typer.Option(
+            0.005, "--min-gain", help="Stop rule: fraction of the latency a duplication step must gain (0 = off)."
+        ),
     ) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
         from rnc.simulator import (
@@ -182,6 +192,7 @@ def register(app: typer.Typer) -> None:
             parse_input_shape,
             trace_workload,
         )
+        from rnc.simulator.compiler import resolve_options
 
         console = Console()
         if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
@@ -194,13 +205,16 @@ def register(app: typer.Typer) -> None:
                 hw = hw.set_values(list(set_values))
             if crossbars is not None:
                 hw = hw.with_updates(crossbars=crossbars)
+            resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack, depthwise_split=depthwise_split,
+                            depthwise_mapping=depthwise_mapping, duplication=duplication, min_gain=min_gain)
             module = load_model(model)
             check_input(module, shape, model)
             with console.status(f"tracing {model} at {input_shape}"):
                 workload = trace_workload(module, shape, name=model)
             with console.status(f"compiling {len(workload)} layers ({strategy})"):
                 result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
-                                          depthwise_split=depthwise_split)
+                                          depthwise_split=depthwise_split, depthwise_mapping=depthwise_mapping,
+                                          duplication=duplication, min_gain=min_gain)
         except (ModelSpecError, WorkloadError, HardwareConfigError, CompileError) as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
