@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rnc.errors import UserError, close_matches
+
 if TYPE_CHECKING:
     from rnc.simulator import HardwareConfig
 
@@ -60,7 +62,7 @@ ACCURACY_OBJECTIVES = frozenset({"accuracy", "hw_accuracy"})
 DEFAULT_CONFIG_NAME = "default.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An experiment configuration that cannot be used; the message names each field and the reason."""
 
 
@@ -301,12 +303,11 @@ class ExperimentConfig(_Strict):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"experiment config {str(path)!r} does not exist (give a YAML file, e.g. examples/)")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of experiment fields at the top level")
+        from rnc.simulator.hardware import read_yaml_mapping
+
+        data = read_yaml_mapping(path, "experiment", ConfigError)
+        if not data:
+            raise ConfigError(f"{path}: the experiment file is empty; see examples/*.yaml for its fields")
         return validate_config(data, where=str(path))
 
     @classmethod
@@ -326,9 +327,16 @@ def validate_config(data: dict[str, Any], *, where: str) -> ExperimentConfig:
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown field (check the spelling; see docs/platform.md for the fields)"
+                hint = close_matches(str(err["loc"][-1]), _all_field_names()) or " (check the spelling)"
+                msg = f"unknown field{hint}; see docs/platform.md for the fields"
             problems.append(f"{loc}: {msg}")
-        raise ConfigError(f"{where}: invalid experiment config:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(f"{where}: invalid experiment config: " + "; ".join(problems)) from None
+
+
+def _all_field_names() -> list[str]:
+    models = (ExperimentConfig, SpaceSpec, DatasetSpec, SupernetSpec, HardwareSpec, SearcherSpec, Objective,
+              Constraints, SearchSpec, PoolSpec)
+    return sorted({name for model in models for name in model.model_fields})
 
 
 def absolute_path(path: str | Path) -> Path:

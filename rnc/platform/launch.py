@@ -38,6 +38,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rnc.errors import UserError
 from rnc.platform.config import (
     ACCURACY_OBJECTIVES,
     ExperimentConfig,
@@ -50,7 +51,7 @@ from rnc.platform.tracking import TAG_PARETO_BUDGET, TAG_PARETO_GLOBAL
 PACKAGES = ("rnc-platform", "ray", "mlflow", "torch", "numpy", "numba", "pymoo", "optuna", "pydantic")
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UserError, RuntimeError):
     """A launch that could not run or finish; the message says what failed and what to do."""
 
 

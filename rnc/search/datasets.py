@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from rnc.errors import UserError
+
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +46,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be loaded; the message says where it looked and how to get the data."""
 
 

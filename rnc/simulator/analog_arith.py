@@ -13,8 +13,10 @@ import numba
 import numpy as np
 import torch
 
+from rnc.errors import UserError
 
-class AnalogError(ValueError):
+
+class AnalogError(UserError, ValueError):
     """A model, hardware description or calibration that cannot be simulated; the message says what to do."""
 
 

@@ -46,6 +46,7 @@ from typing import Literal
 
 import numpy as np
 
+from rnc.errors import UserError
 from rnc.simulator import kernels as K  # noqa: N812
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import ENERGY_CATEGORIES, ppa_parameters
@@ -55,7 +56,7 @@ Strategy = Literal["rnc", "isaac"]
 STRATEGIES = ("rnc", "isaac")
 
 
-class CompileError(ValueError):
+class CompileError(UserError, ValueError):
     """Arguments the compiler cannot use (unknown strategy, bad option); infeasibility is not an error."""
 
 

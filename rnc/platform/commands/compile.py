@@ -14,13 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rnc.errors import UserError
+from rnc.platform.storage import check_writable_file
+
 MODEL_HELP = (
     "torchvision:NAME[:NUM_CLASSES] (e.g. torchvision:squeezenet1_1:10), rnc:NAME[:NUM_CLASSES] for the "
     "project's example models (rnc:vgg8), or path/to/file.py:factory (a function returning an nn.Module)."
 )
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UserError, ValueError):
     """A MODEL argument that cannot be turned into a torch module."""
 
 
@@ -173,42 +176,27 @@ def register(app: typer.Typer) -> None:
         depthwise_split: int = typer.Option(1, "--depthwise-split", min=1, help="Channel chunks per depthwise layer."),
     ) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
-        from rnc.simulator import (
-            CompileError,
-            HardwareConfig,
-            HardwareConfigError,
-            WorkloadError,
-            compile_workload,
-            parse_input_shape,
-            trace_workload,
-        )
+        from rnc.simulator import HardwareConfig, compile_workload, parse_input_shape, trace_workload
 
         console = Console()
         if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
             console = Console(width=200)
-        err = Console(stderr=True)
-        try:
-            shape = parse_input_shape(input_shape)
-            hw = HardwareConfig.resolve(hardware)
-            if set_values:
-                hw = hw.set_values(list(set_values))
-            if crossbars is not None:
-                hw = hw.with_updates(crossbars=crossbars)
-            module = load_model(model)
-            check_input(module, shape, model)
-            with console.status(f"tracing {model} at {input_shape}"):
-                workload = trace_workload(module, shape, name=model)
-            with console.status(f"compiling {len(workload)} layers ({strategy})"):
-                result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
-                                          depthwise_split=depthwise_split)
-        except (ModelSpecError, WorkloadError, HardwareConfigError, CompileError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        shape = parse_input_shape(input_shape)
+        hw = HardwareConfig.resolve(hardware)
+        if set_values:
+            hw = hw.set_values(list(set_values))
+        if crossbars is not None:
+            hw = hw.with_updates(crossbars=crossbars)
+        if json_out is not None:
+            check_writable_file(json_out, "--json")
+        module = load_model(model)
+        check_input(module, shape, model)
+        with console.status(f"tracing {model} at {input_shape}"):
+            workload = trace_workload(module, shape, name=model)
+        with console.status(f"compiling {len(workload)} layers ({strategy})"):
+            result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
+                                      depthwise_split=depthwise_split)
         print_result(result, console, title=f"{model} @ {'x'.join(map(str, shape))} on {hw.name} ({strategy})")
         if json_out is not None:
-            try:
-                write_json_atomic(json_out, result.to_dict())
-            except OSError as exc:
-                err.print(f"[red]error:[/] cannot write {json_out}: {exc}")
-                raise typer.Exit(2) from None
+            write_json_atomic(json_out, result.to_dict())
             console.print(f"plan and PPA written to {json_out}")

@@ -27,14 +27,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Search Pareto fronts of networks x crossbar budgets with Ray Tune; track every candidate in MLflow."""
-        from rnc.platform.config import ConfigError, ExperimentConfig
-        from rnc.platform.launch import LaunchError, run_launch
+        from rnc.platform.config import ExperimentConfig
+        from rnc.platform.launch import run_launch
 
-        console = Console()
-        try:
-            cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig.default()
-            cfg = cfg.with_overrides(seed=seed, tracking_uri=tracking_uri, storage_path=storage_path)
-            run_launch(cfg, address=address, resume=resume, console=console)
-        except (ConfigError, LaunchError, ValueError, FileNotFoundError, LookupError) as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig.default()
+        cfg = cfg.with_overrides(seed=seed, tracking_uri=tracking_uri, storage_path=storage_path)
+        run_launch(cfg, address=address, resume=resume, console=Console())

@@ -33,10 +33,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rnc.errors import UserError
+
 STATE_FORMAT = "rnc.searcher/1"
 
 
-class SearcherError(ValueError):
+class SearcherError(UserError, ValueError):
     """Bad input to a searcher: the message says what was wrong and what to do."""
 
 

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 from typing import Any
 
+from rnc.errors import UserError
 from rnc.search.spaces.base import Gene, GenomeError, SearchSpace, SupernetModule
 from rnc.search.spaces.mbv3 import Mbv3Space
 
@@ -31,7 +32,7 @@ for _name, _module, _cls in _OPTIONAL_SPACES:
         SPACES[_name] = getattr(importlib.import_module(_module), _cls)
 
 
-class UnknownSpaceError(KeyError):
+class UnknownSpaceError(UserError, KeyError):
     """A space name that is not registered; the message lists the valid names."""
 
     def __str__(self) -> str:
