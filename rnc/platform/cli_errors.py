@@ -24,8 +24,13 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-import click
+import typer
 from typer.core import TyperGroup
+
+try:  # Typer >= 0.20 ships its own copy of click; its exceptions are the ones raised
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover -- older Typer on top of click
+    from click import exceptions as click_exceptions
 
 from rnc.errors import UserError, one_line
 
@@ -84,13 +89,13 @@ class ErrorHandlingGroup(TyperGroup):
         debug = debug_requested(args)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
+        except click_exceptions.NoArgsIsHelpError as exc:
             emit(exc.format_message())
             sys.exit(exc.exit_code)
-        except click.exceptions.ClickException as exc:
+        except click_exceptions.ClickException as exc:
             emit(f"error: {one_line(exc.format_message())}{_help_hint(exc)}")
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except typer.Abort:
             emit("error: aborted")
             sys.exit(1)
         except KeyboardInterrupt:
@@ -107,7 +112,7 @@ class ErrorHandlingGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-def _help_hint(exc: click.exceptions.ClickException) -> str:
+def _help_hint(exc: click_exceptions.ClickException) -> str:
     ctx = getattr(exc, "ctx", None)
     if ctx is None:
         return ""

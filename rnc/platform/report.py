@@ -24,6 +24,13 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from rnc.errors import UserError
+
+
+class ReportError(UserError, LookupError):
+    """A launch that cannot be found or read back from the tracking store; the message says what to do."""
+
+
 #: Metric columns of the candidates table, in display order.
 METRIC_COLUMNS = (
     "accuracy",
@@ -250,23 +257,25 @@ def find_launch_run(tracking_uri: str, run: str | None = None) -> Any:
     client = MlflowClient(tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
-        raise LookupError(f"no MLflow experiments in {tracking_uri!r}; run `rnc-platform launch` first")
+        raise ReportError(f"no MLflow experiments in {tracking_uri!r}; run `rnc-platform launch` first")
     base = f"tags.`{TAG_KIND}` = 'launch'"
     if run is None:
         runs = client.search_runs(experiments, base, order_by=["attributes.start_time DESC"], max_results=1)
     else:
+        # matched here, not in the filter string: a name may hold any character (quotes included)
+        launches = client.search_runs(experiments, base, order_by=["attributes.start_time DESC"])
         runs = []
-        for clause in (
-            f"attributes.run_id = '{run}'",
-            f"attributes.run_name = '{run}'",
-            f"tags.`{TAG_LAUNCH}` = '{run}'",
+        for matches in (
+            lambda r: r.info.run_id == run,
+            lambda r: r.info.run_name == run,
+            lambda r: r.data.tags.get(TAG_LAUNCH) == run,
         ):
-            runs = client.search_runs(experiments, f"{base} and {clause}", order_by=["attributes.start_time DESC"])
+            runs = [r for r in launches if matches(r)]
             if runs:
                 break
     if not runs:
         what = "launch" if run is None else f"launch matching {run!r} (a run id, run name or launch id)"
-        raise LookupError(
+        raise ReportError(
             f"{tracking_uri!r} holds no {what}; list launches with `mlflow ui --backend-store-uri {tracking_uri}`"
         )
     return runs[0]
@@ -286,7 +295,7 @@ def load_launch(tracking_uri: str, run: str | None = None) -> tuple[Any, pd.Data
         try:
             path = client.download_artifacts(launch.info.run_id, "candidates.parquet", tmp)
         except Exception as exc:
-            raise LookupError(
+            raise ReportError(
                 f"launch run {launch.info.run_id} has no candidates.parquet artifact (did the launch finish? "
                 f"resume it with `rnc-platform launch CONFIG --resume`): {exc}"
             ) from None
