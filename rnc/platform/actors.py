@@ -143,7 +143,10 @@ class SimulatorService:
         from rnc.simulator.compiler import compile_workload
 
         g = np.asarray(genome, dtype=np.int64)
-        result = compile_workload(self.space.workload(g), self.space.hardware_for(g, hw), self.strategy, seed=self.seed)
+        result = compile_workload(
+            self.space.workload(g), self.space.hardware_for(g, hw), self.strategy, seed=self.seed,
+            check_layer_names=False,  # subnets drop layers; names were checked against the space in preflight
+        )
         return result.to_dict()
 
     def stats(self) -> dict[str, float]:

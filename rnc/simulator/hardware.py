@@ -29,7 +29,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rnc.errors import UserError
+from rnc.errors import UserError, check_names
 
 PRESET_DIR = Path(__file__).with_name("presets")
 
@@ -237,6 +237,9 @@ class HardwareConfig(BaseModel):
                                 f"{path}: components.{cname}: expected a mapping of component fields (level, count, "
                                 f"power_mw, area_mm2, action_ns), got {cval!r}"
                             )
+                        if cname not in comps and "level" not in cval:  # a new component names its level
+                            check_names("component", [cname], list(comps), where=f"{path}: components",
+                                        error=HardwareConfigError)
                         comps[cname] = {**comps.get(cname, {}), **cval}
                     merged[key] = comps
                 else:

@@ -161,7 +161,7 @@ class SubnetEvaluator:
                     f"hardware-aware accuracy needs rnc.simulator.analog.to_analog, which cannot be imported: {exc}"
                 ) from None
             hardware = self.space.hardware_for(self._genome(genome), hw)
-            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches)
+            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches, check_layer_names=False)
             hw_accuracy = top1_accuracy(analog, self.test_batches)
         return {"accuracy": accuracy, "hw_accuracy": hw_accuracy}
 
