@@ -250,7 +250,18 @@ def trial_plans(
 
 
 # -- the launch ------------------------------------------------------------------------------------------------
-def run_launch(
+def run_launch(config: ExperimentConfig, *, resume: bool = False, **options: Any) -> LaunchResult:
+    """Run (or resume) one launch: :func:`rnc.platform.preflight.preflight` first (nothing is started or written
+    when it fails), then the launch under the experiment's lock (a second launch into the same storage is
+    refused). ``options`` are those of :func:`_run_launch`."""
+    from rnc.platform.preflight import launch_lock, preflight
+
+    checked = preflight(config, resume=resume)
+    with launch_lock(checked.storage_path, config.name):
+        return _run_launch(config, resume=resume, **options)
+
+
+def _run_launch(
     config: ExperimentConfig,
     *,
     address: str | None = None,

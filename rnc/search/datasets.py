@@ -102,6 +102,29 @@ def load_dataset(
     raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
 
 
+def check_dataset_files(name: str, *, root: str | Path | None = None, download: bool = False) -> None:
+    """Raise :class:`DatasetError` when ``name``'s files are not where :func:`load_dataset` will look, without
+    loading them (a launch checks this before it starts anything). ``digits`` ships with scikit-learn; with
+    ``download`` the CIFAR files may be missing (they will be fetched)."""
+    from rnc.errors import check_names
+
+    check_names("dataset", [name], DATASETS, where="dataset.name", error=DatasetError)
+    if name in ("cifar10", "cifar100"):
+        base = Path(root).expanduser() if root else default_root()
+        folder = base / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+        if not download and not folder.is_dir():
+            raise DatasetError(
+                f"dataset {name!r} not found: no folder {folder}; set dataset.download: true (CLI: --download), or "
+                "extract the python version there (dataset.root / --data-root / $RNC_DATA_ROOT)"
+            )
+    elif name == "imagefolder":
+        if root is None:
+            raise DatasetError("dataset 'imagefolder' needs a root folder (dataset.root / --data-root)")
+        train_dir = Path(root).expanduser() / "train"
+        if not _has_class_folders(train_dir):
+            raise DatasetError(f"dataset 'imagefolder': no class folders in {train_dir}; give ROOT/train/<class>/...")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # digits
 # ---------------------------------------------------------------------------------------------------------

@@ -159,11 +159,8 @@ class HardwareConfig(BaseModel):
     def with_updates(self, **updates: object) -> HardwareConfig:
         """A validated copy with ``updates`` applied (``model_copy`` does not re-validate)."""
         data = self.model_dump()
-        for key in updates:
-            if key not in type(self).model_fields:
-                raise HardwareConfigError(
-                    f"unknown hardware field {key!r}; valid fields: {', '.join(type(self).model_fields)}"
-                )
+        check_names("hardware field", list(updates), list(type(self).model_fields), where="hardware",
+                    error=HardwareConfigError)
         data.update(updates)
         return _validated(data, where="updated hardware")
 
@@ -187,10 +184,8 @@ class HardwareConfig(BaseModel):
                 if not isinstance(target.get(part), dict):
                     raise HardwareConfigError(f"--set {text!r}: {part!r} is not a nested hardware section")
                 target = target[part]
-            if parts[-1] not in target:
-                raise HardwareConfigError(
-                    f"--set {text!r}: unknown hardware field {key!r}; valid fields: {', '.join(target)}"
-                )
+            check_names("hardware field", [parts[-1]], list(target), where=f"--set {text!r}",
+                        error=HardwareConfigError)
             target[parts[-1]] = value
         return _validated(data, where="--set")
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rnc.errors import UserError
+from rnc.errors import UserError, check_names
 
 STATE_FORMAT = "rnc.searcher/1"
 
@@ -85,12 +85,8 @@ class Searcher(ABC):
             raise SearcherError(f"n_constraints must be a non-negative int, got {n_constraints!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise SearcherError(f"seed must be a non-negative int, got {seed!r}")
-        unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            raise SearcherError(
-                f"searcher {self.name!r}: unknown option(s) {unknown}; valid options are "
-                f"{sorted(self.OPTIONS)} (defaults {self.OPTIONS})"
-            )
+        check_names("option", sorted(set(options) - set(self.OPTIONS)), sorted(self.OPTIONS),
+                    where=f"searcher {self.name!r}", error=SearcherError)
         self.n_objectives = int(n_objectives)
         self.n_constraints = int(n_constraints)
         self.seed = int(seed)

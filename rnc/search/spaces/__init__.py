@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any
 
-from rnc.errors import UserError
+from rnc.errors import UserError, check_names
 from rnc.search.spaces.base import Gene, GenomeError, SearchSpace, SupernetModule
 from rnc.search.spaces.mbv3 import Mbv3Space
 
@@ -41,12 +42,13 @@ class UnknownSpaceError(UserError, KeyError):
 
 def get_space(name: str, **options: Any) -> SearchSpace:
     """Build the space ``name`` with ``options``; a clear error lists the valid names or the bad option."""
-    if name not in SPACES:
-        raise UnknownSpaceError(f"unknown search space {name!r}; valid names: {', '.join(sorted(SPACES))}")
+    check_names("search space", [name], sorted(SPACES), where="space", error=UnknownSpaceError)
+    accepted = [p for p in inspect.signature(SPACES[name]).parameters if p not in ("self", "args", "kwargs")]
+    check_names("option", sorted(options), accepted, where=f"search space {name!r}", error=GenomeError)
     try:
         return SPACES[name](**options)
     except TypeError as exc:
-        raise ValueError(f"search space {name!r}: bad options {sorted(options)}: {exc}") from None
+        raise GenomeError(f"search space {name!r}: bad options {sorted(options)}: {exc}") from None
 
 
 __all__ = [

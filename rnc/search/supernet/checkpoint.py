@@ -166,6 +166,11 @@ def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"
 TrainFn = Callable[[SupernetSpec, Path], None]
 
 
+def cached_checkpoint_dir(spec: SupernetSpec, cache_dir: str | Path) -> Path:
+    """Where :func:`ensure_supernet` keeps the checkpoint of ``spec`` under ``cache_dir`` (it may not exist)."""
+    return Path(cache_dir).expanduser() / f"{spec.space}-{spec.dataset}-{spec.key()[:16]}"
+
+
 def ensure_supernet(
     space_name: str,
     space_options: dict[str, Any] | None,
@@ -196,7 +201,7 @@ def ensure_supernet(
     )
     key = spec.key()
     cache = Path(cache_dir).expanduser()
-    target = cache / f"{space_name}-{dataset}-{key[:16]}"
+    target = cached_checkpoint_dir(spec, cache)
     if (target / MANIFEST).is_file():
         manifest = load_manifest(target)
         if manifest.get("key") == key:
