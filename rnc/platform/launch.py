@@ -55,6 +55,17 @@ class LaunchError(UserError, RuntimeError):
     """A launch that could not run or finish; the message says what failed and what to do."""
 
 
+class LaunchInterrupted(KeyboardInterrupt):
+    """A launch stopped by Ctrl-C (SIGINT) before every trial finished: runs marked KILLED, no final artifacts.
+
+    The CLI exits 130 and prints the ``--resume`` command (:attr:`launch_id` names the launch to resume)."""
+
+    def __init__(self, launch_id: str, unfinished: list[str]) -> None:
+        super().__init__(f"launch {launch_id} was interrupted; trials not finished: {', '.join(unfinished)}")
+        self.launch_id = launch_id
+        self.unfinished = unfinished
+
+
 @dataclass
 class LaunchResult:
     """What a finished launch produced."""
@@ -411,6 +422,13 @@ def _run_launch(
                     )
                 )
                 ray.get(tracker.log_candidates.remote(key, trial_records))
+            unfinished = [
+                r.config["trial"]["key"]
+                for r in results
+                if r.error is None and int((r.metrics or {}).get("evaluated", 0)) < config.search.evaluations
+            ]
+            if unfinished and not errors:  # Tune stops gracefully on SIGINT and returns what it has
+                raise LaunchInterrupted(launch_id, unfinished)
             if errors:
                 raise LaunchError(
                     "trials failed:\n  " + "\n  ".join(errors) + f"\nfix the cause, then resume with --resume "
@@ -423,6 +441,11 @@ def _run_launch(
             sim_stats = ray.get([s.stats.remote() for s in simulators])
             eval_stats = ray.get([e.stats.remote() for e in evaluators])
             tracker_stats = ray.get(tracker.stats.remote())
+        except KeyboardInterrupt as exc:
+            status = "KILLED"
+            if isinstance(exc, LaunchInterrupted):
+                raise
+            raise LaunchInterrupted(launch_id, ["all"]) from None
         finally:
             with contextlib.suppress(Exception):
                 ray.get(tracker.end_launch.remote(status))

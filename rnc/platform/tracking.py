@@ -244,6 +244,9 @@ class TrackingWriter:
 
     def end_launch(self, status: str = "FINISHED") -> None:
         self.flush()
+        if status != "FINISHED":  # an interrupted or failed launch leaves no trial run RUNNING
+            for run_id in self.trial_runs.values():
+                self.client.set_terminated(run_id, status=status)
         if self.launch_run_id is not None:
             self.client.set_terminated(self.launch_run_id, status=status)
 

@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import yaml
+from mlflow import MlflowClient
+
+from rnc.platform.config import ExperimentConfig
+from rnc.platform.launch import run_launch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ray = pytest.importorskip("ray")
-from mlflow import MlflowClient  # noqa: E402
-
-from rnc.platform.config import ExperimentConfig  # noqa: E402
-from rnc.platform.launch import run_launch  # noqa: E402
 
 EVALUATIONS, BATCH = 24, 8
 SEARCHERS = ("nsga2", "random")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -27,9 +28,19 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Search Pareto fronts of networks x crossbar budgets with Ray Tune; track every candidate in MLflow."""
+        from rnc.platform.cli_errors import INTERRUPTED_EXIT, emit
         from rnc.platform.config import ExperimentConfig
-        from rnc.platform.launch import run_launch
+        from rnc.platform.launch import LaunchInterrupted, run_launch
 
         cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig.default()
         cfg = cfg.with_overrides(seed=seed, tracking_uri=tracking_uri, storage_path=storage_path)
-        run_launch(cfg, address=address, resume=resume, console=Console())
+        try:
+            run_launch(cfg, address=address, resume=resume, console=Console())
+        except LaunchInterrupted as exc:
+            again = ["rnc-platform", "launch", *([shlex.quote(str(config))] if config is not None else [])]
+            for flag, value in (("--address", address), ("--tracking-uri", tracking_uri), ("--seed", seed),
+                                ("--storage-path", storage_path)):
+                if value is not None:
+                    again += [flag, shlex.quote(str(value))]
+            emit(f"interrupted: {exc}; runs marked KILLED, no final artifacts; resume with: {' '.join(again)} --resume")
+            raise typer.Exit(INTERRUPTED_EXIT) from None

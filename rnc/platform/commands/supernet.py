@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         from rnc.errors import check_names
         from rnc.platform.storage import check_writable_dir
         from rnc.platform.training import train_supernet_job
-        from rnc.search.datasets import DATASETS
+        from rnc.search.datasets import DATASETS, check_dataset_files
         from rnc.search.spaces import SPACES, UnknownSpaceError, get_space
         from rnc.search.supernet.checkpoint import SupernetSpec, load_manifest
 
@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         check_names("dataset", [dataset], DATASETS, where="--dataset")
         space_options = _parse_options(options)
         get_space(space, **space_options)  # unknown or bad options fail here, before any training
+        check_dataset_files(dataset, root=data_root, download=download)
         check_writable_dir(out, "--out")
         spec = SupernetSpec(
             space=space, space_options=space_options, dataset=dataset, image_size=image_size,
@@ -98,6 +99,8 @@ def register(app: typer.Typer) -> None:
         """Accuracy of one subnet: inherited weights, batch-norm recalibrated, top-1 on the held-out test split."""
         import numpy as np
 
+        from rnc.search.spaces import get_space
+        from rnc.search.supernet.checkpoint import load_manifest, read_weights
         from rnc.search.supernet.evaluate import SubnetEvaluator, resolve_genome
         from rnc.simulator import HardwareConfig
 
@@ -108,8 +111,13 @@ def register(app: typer.Typer) -> None:
                 hw = hw.set_values(list(set_values))
         if device is not None and device not in ("cpu", "cuda") and not device.startswith("cuda:"):
             raise typer.BadParameter(f"{device!r}: expected cpu, cuda or cuda:N", param_hint="--device")
+        # everything the user gave is checked before the data is loaded
+        manifest = load_manifest(checkpoint)
+        chosen = resolve_genome(
+            get_space(manifest["space"], **manifest["space_options"]), genome, np.random.default_rng(seed)
+        )
+        read_weights(checkpoint)
         evaluator = SubnetEvaluator(checkpoint, device=device, data_root=data_root)
-        chosen = resolve_genome(evaluator.space, genome, np.random.default_rng(seed))
         result = evaluator.evaluate(chosen, hw=hw, seed=seed)
         if json_out:
             typer.echo(json.dumps({"accuracy": result["accuracy"], "hw_accuracy": result["hw_accuracy"]}))

@@ -47,8 +47,8 @@ def get_space(name: str, **options: Any) -> SearchSpace:
     check_names("option", sorted(options), accepted, where=f"search space {name!r}", error=GenomeError)
     try:
         return SPACES[name](**options)
-    except TypeError as exc:
-        raise GenomeError(f"search space {name!r}: bad options {sorted(options)}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise GenomeError(f"search space {name!r}: bad options {options}: {exc}") from None
 
 
 __all__ = [
