@@ -88,6 +88,13 @@ def objective_row(
     return row
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def normalized(F: np.ndarray, bounds: Sequence[Sequence[float]]) -> np.ndarray:
     from rnc.search.pareto import normalize
 
@@ -188,6 +195,12 @@ def search_trial(config: dict[str, Any]) -> None:
             record["feasible"] = all(v <= 0 for v in record["violations"].values())
             row = objective_row(record, objectives, worst)
             record["objectives"] = row
+            # a feasible candidate with a missing or non-finite objective is a failed evaluation: infeasible,
+            # told as NaN so that every searcher treats it as infeasible (rnc.search.searchers.base)
+            failed = record["feasible"] and not all(_finite(record.get(metric)) for metric, _ in objectives)
+            if failed:
+                record["feasible"] = False
+                row = [math.nan] * len(row)
             rows.append(row)
             viol_rows.append([record["violations"][name] for name in constraint_names])
             records.append(record)
