@@ -267,17 +267,33 @@ class TrackingWriter:
         return len(batch)
 
     def mark_pareto(self, members: Mapping[str, Sequence[str]]) -> int:
-        """Tag front members: ``members`` maps a tag (``pareto_budget``/``pareto_global``) to candidate ids."""
+        """Tag front members: ``members`` maps a tag (``pareto_budget``/``pareto_global``) to candidate ids.
+
+        The tags then equal the fronts exactly: the tag is removed from every other candidate run of this launch
+        (a resumed launch recomputes its fronts; members of an earlier front must not keep a stale tag)."""
         self.flush()
         t0 = time.perf_counter()
         pairs = [(self.candidate_runs[cid], tag) for tag, cids in members.items() for cid in cids]
+        stale = {
+            tag: sorted(set(self.candidate_runs.values()) - {self.candidate_runs[cid] for cid in cids})
+            for tag, cids in members.items()
+        }
         if self._sql_store is not None:
             from mlflow.store.tracking.dbmodels.models import SqlTag
 
             with self._sql_store.ManagedSessionMaker(read_only=False) as session:
+                for tag, run_ids in stale.items():
+                    for start in range(0, len(run_ids), 500):
+                        session.query(SqlTag).filter(
+                            SqlTag.key == tag, SqlTag.run_uuid.in_(run_ids[start : start + 500])
+                        ).delete(synchronize_session=False)
                 for run_id, tag in pairs:
                     session.merge(SqlTag(key=tag, value="true", run_uuid=run_id))
         else:
+            for tag, run_ids in stale.items():
+                tagged = self.client.search_runs([self.experiment_id], f"tags.`{tag}` = 'true'", max_results=50_000)
+                doomed = {r.info.run_id for r in tagged} & set(run_ids)
+                list(self._pool.map(lambda run_id, tag=tag: self.client.delete_tag(run_id, tag), sorted(doomed)))
             list(self._pool.map(lambda p: self.client.set_tag(p[0], p[1], "true"), pairs))
         self.write_s += time.perf_counter() - t0
         return len(pairs)

@@ -125,3 +125,43 @@ def test_resumed_writer_skips_candidates_already_tracked(tmp_path: Path) -> None
     second.flush()
     ids = [r.data.tags["rnc.candidate_id"] for r in _candidate_runs(uri, second, trial)]
     assert sorted(ids) == sorted(r["candidate_id"] for r in records)
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_pareto_tags_equal_the_last_fronts_after_a_resume(tmp_path: Path, bulk: bool) -> None:
+    """The issue's stale-tag example: fronts recomputed after a resume must replace the old tags, not add to them."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = TrackingWriter(uri, "exp")
+    first.start_launch("L1", "L1", "x: 1\n", {})
+    first.start_trial("nsga2-b64", "nsga2", 64, {})
+    first.log_candidates("nsga2-b64", _records("nsga2-b64", 8))
+    first.mark_pareto({"pareto_budget": ["nsga2-b64/00001", "nsga2-b64/00002", "nsga2-b64/00003"],
+                       "pareto_global": ["nsga2-b64/00001"]})
+    second = TrackingWriter(uri, "exp")  # the resumed launch: more candidates, other fronts
+    if not bulk:
+        second._sql_store = None
+        from concurrent.futures import ThreadPoolExecutor
+
+        second._pool = ThreadPoolExecutor(max_workers=2)
+    second.start_launch("L1", "L1", "x: 1\n", {})
+    second.start_trial("nsga2-b64", "nsga2", 64, {})
+    second.log_candidates("nsga2-b64", _records("nsga2-b64", 12))
+    second.mark_pareto({"pareto_budget": ["nsga2-b64/00002", "nsga2-b64/00010"], "pareto_global": ["nsga2-b64/00010"]})
+    client = MlflowClient(uri)
+    fronts = {"pareto_budget": ["nsga2-b64/00002", "nsga2-b64/00010"], "pareto_global": ["nsga2-b64/00010"]}
+    for tag, want in fronts.items():
+        tagged = client.search_runs([second.experiment_id], f"tags.{tag} = 'true'")
+        assert sorted(r.data.tags["rnc.candidate_id"] for r in tagged) == want
+
+
+def test_killed_launch_leaves_no_run_running(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    writer = TrackingWriter(uri, "exp")
+    launch = writer.start_launch("L1", "L1", "x: 1\n", {})
+    trials = [writer.start_trial(key, "nsga2", 64, {}) for key in ("nsga2-b64", "nsga2-b128")]
+    writer.log_candidates("nsga2-b64", _records("nsga2-b64", 4))
+    writer.end_launch("KILLED")
+    client = MlflowClient(uri)
+    assert client.get_run(launch).info.status == "KILLED"
+    assert [client.get_run(t).info.status for t in trials] == ["KILLED", "KILLED"]
+    assert not client.search_runs([writer.experiment_id], "attributes.status = 'RUNNING'")
