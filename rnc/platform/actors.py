@@ -29,6 +29,9 @@ import ray
 
 from rnc.simulator import HardwareConfig
 
+#: Restarts of a dead pool actor (and retries of the batch it was computing) before the trial fails.
+ACTOR_RESTARTS = 3
+
 
 def simulator_names(launch_id: str, n: int) -> list[str]:
     return [f"rnc-sim-{launch_id}-{i}" for i in range(n)]
@@ -220,9 +223,13 @@ def start_pools(
     checkpoint_dir: str | None,
     seed: int,
 ) -> tuple[list[Any], list[Any]]:
-    """Start the named simulator and evaluator actors and wait until every one is ready (JIT warm, weights loaded)."""
-    sim_cls = ray.remote(SimulatorService)
-    eval_cls = ray.remote(SupernetEvaluator)
+    """Start the named simulator and evaluator actors and wait until every one is ready (JIT warm, weights loaded).
+
+    An actor whose worker dies (killed, out of memory) is restarted by Ray up to :data:`ACTOR_RESTARTS` times and
+    the batch it was computing is retried on the restarted actor (``max_restarts`` / ``max_task_retries``: every
+    method is a pure function of its arguments, so a retry gives the same answer); Ray logs each restart."""
+    sim_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SimulatorService)
+    eval_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SupernetEvaluator)
     simulators = [
         sim_cls.options(name=name, num_cpus=sizes.simulator_cpus, lifetime=None).remote(
             space_name, space_options, strategy, warm_hardware=warm_hardware, seed=seed
