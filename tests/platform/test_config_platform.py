@@ -65,7 +65,9 @@ def test_errors_name_field_and_reason(patch: dict, field: str, reason: str) -> N
         validate_config({**MINIMAL, **patch}, where="exp.yaml")
     text = str(err.value)
     assert text.startswith("exp.yaml: invalid experiment config")
-    line = next(line for line in text.splitlines() if line.strip().startswith(f"{field}:"))
+    assert "\n" not in text  # one line: problems are separated by "; "
+    problems = text.split("invalid experiment config: ", 1)[1].split("; ")
+    line = next(p for p in problems if p.startswith(f"{field}:"))
     assert reason in line
 
 
