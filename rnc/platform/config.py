@@ -339,6 +339,13 @@ def _all_field_names() -> list[str]:
     return sorted({name for model in models for name in model.model_fields})
 
 
+def searcher_options(name: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The searcher's options; NSGA-II's population defaults to the batch size, so a batch is a generation."""
+    if name == "nsga2" and "pop_size" not in options:
+        return {**options, "pop_size": int(batch_size)}
+    return dict(options)
+
+
 def absolute_path(path: str | Path) -> Path:
     """``path`` made absolute against the working directory (Ray workers run elsewhere)."""
     return Path(path).expanduser().resolve()

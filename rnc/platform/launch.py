@@ -44,6 +44,7 @@ from rnc.platform.config import (
     ExperimentConfig,
     absolute_path,
     absolute_tracking_uri,
+    searcher_options,
 )
 from rnc.platform.report import candidates_frame, compute_fronts, mlflow_ui_command, plot_fronts, print_fronts
 from rnc.platform.tracking import TAG_PARETO_BUDGET, TAG_PARETO_GLOBAL
@@ -208,13 +209,6 @@ def objective_bounds(
     return bounds
 
 
-def searcher_options(name: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
-    """The searcher's options; NSGA-II's population defaults to the batch size, so a batch is a generation."""
-    if name == "nsga2" and "pop_size" not in options:
-        return {**options, "pop_size": int(batch_size)}
-    return dict(options)
-
-
 def trial_plans(
     config: ExperimentConfig,
     *,
@@ -261,13 +255,15 @@ def trial_plans(
 
 
 # -- the launch ------------------------------------------------------------------------------------------------
-def run_launch(config: ExperimentConfig, *, resume: bool = False, **options: Any) -> LaunchResult:
+def run_launch(
+    config: ExperimentConfig, *, resume: bool = False, checked: Any = None, **options: Any
+) -> LaunchResult:
     """Run (or resume) one launch: :func:`rnc.platform.preflight.preflight` first (nothing is started or written
-    when it fails), then the launch under the experiment's lock (a second launch into the same storage is
-    refused). ``options`` are those of :func:`_run_launch`."""
+    when it fails; ``checked``: its result when the caller already ran it), then the launch under the experiment's
+    lock (a second launch into the same storage is refused). ``options`` are those of :func:`_run_launch`."""
     from rnc.platform.preflight import launch_lock, preflight
 
-    checked = preflight(config, resume=resume)
+    checked = checked if checked is not None else preflight(config, resume=resume)
     with launch_lock(checked.storage_path, config.name):
         return _run_launch(config, resume=resume, **options)
 

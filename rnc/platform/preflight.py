@@ -79,7 +79,7 @@ def _check_space(config: ExperimentConfig) -> Any:
 
 
 def _check_searchers(config: ExperimentConfig, space: Any) -> None:
-    from rnc.platform.launch import searcher_options
+    from rnc.platform.config import searcher_options
     from rnc.search.searchers import SEARCHERS, make_searcher
 
     names = [s.name for s in config.searchers]

@@ -30,12 +30,15 @@ def register(app: typer.Typer) -> None:
         """Search Pareto fronts of networks x crossbar budgets with Ray Tune; track every candidate in MLflow."""
         from rnc.platform.cli_errors import INTERRUPTED_EXIT, emit
         from rnc.platform.config import ExperimentConfig
-        from rnc.platform.launch import LaunchInterrupted, run_launch
+        from rnc.platform.preflight import preflight
 
         cfg = ExperimentConfig.from_yaml(config) if config is not None else ExperimentConfig.default()
         cfg = cfg.with_overrides(seed=seed, tracking_uri=tracking_uri, storage_path=storage_path)
+        checked = preflight(cfg, resume=resume)  # before the launch machinery (Ray, MLflow) is even imported
+        from rnc.platform.launch import LaunchInterrupted, run_launch
+
         try:
-            run_launch(cfg, address=address, resume=resume, console=Console())
+            run_launch(cfg, address=address, resume=resume, console=Console(), checked=checked)
         except LaunchInterrupted as exc:
             again = ["rnc-platform", "launch", *([shlex.quote(str(config))] if config is not None else [])]
             for flag, value in (("--address", address), ("--tracking-uri", tracking_uri), ("--seed", seed),
