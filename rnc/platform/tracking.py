@@ -129,6 +129,7 @@ class TrackingWriter:
         self.launch_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
         self.candidate_runs: dict[str, str] = {}  # candidate_id -> run id (written or buffered)
+        self.hollow_repaired = 0  # incomplete candidate runs found on resume, deleted and written again
         self._buffer: list[tuple[str, dict[str, Any]]] = []  # (trial run id, record)
         self._buffer_since: float | None = None
         self.write_s = 0.0  # every MLflow call of this writer
@@ -178,6 +179,12 @@ class TrackingWriter:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             for run in self._search_all(f"tags.`{PARENT_TAG}` = '{run_id}' and tags.`{TAG_KIND}` = 'candidate'"):
+                if run.info.status != "FINISHED" or not run.data.metrics or not run.data.params:
+                    # a hollow run (a write cut short by a crash or an outage): not trusted; deleted so that the
+                    # resumed launch writes the candidate again, whole
+                    self.client.delete_run(run.info.run_id)
+                    self.hollow_repaired += 1
+                    continue
                 self.candidate_runs[run.data.tags[TAG_CANDIDATE]] = run.info.run_id
         else:
             run = self.client.create_run(
@@ -324,6 +331,7 @@ class TrackingWriter:
         return {
             "candidates_written": self.candidates_written,
             "candidates_known": len(self.candidate_runs),
+            "hollow_repaired": self.hollow_repaired,
             "write_s": self.write_s,
             "candidate_write_s": self.candidate_write_s,
             "bulk_sql": self._sql_store is not None,

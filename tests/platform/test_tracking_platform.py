@@ -165,3 +165,30 @@ def test_killed_launch_leaves_no_run_running(tmp_path: Path) -> None:
     assert client.get_run(launch).info.status == "KILLED"
     assert [client.get_run(t).info.status for t in trials] == ["KILLED", "KILLED"]
     assert not client.search_runs([writer.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def test_resume_repairs_a_hollow_candidate_run(tmp_path: Path) -> None:
+    """The issue's hollow run: a candidate run left RUNNING with no metrics and no params (the store was lost in
+    the middle of its write). Resume must not trust it: it is replaced by a whole run, with no duplicate."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = TrackingWriter(uri, "exp")
+    first.start_launch("L1", "L1", "x: 1\n", {})
+    trial = first.start_trial("bayes-b64", "bayes", 64, {})
+    records = _records("bayes-b64", 6)
+    first.log_candidates("bayes-b64", records[:4])
+    first.flush()
+    client = MlflowClient(uri)
+    client.create_run(first.experiment_id, run_name="bayes-b64/00004", tags={
+        "rnc.kind": "candidate", "rnc.candidate_id": "bayes-b64/00004", "mlflow.parentRunId": trial,
+    })  # hollow: RUNNING, no params, no metrics
+    second = TrackingWriter(uri, "exp")
+    second.start_launch("L1", "L1", "x: 1\n", {})
+    second.start_trial("bayes-b64", "bayes", 64, {})
+    assert sorted(second.logged_candidate_ids("bayes-b64")) == [r["candidate_id"] for r in records[:4]]
+    assert second.log_candidates("bayes-b64", records) == 2
+    second.flush()
+    assert second.stats()["hollow_repaired"] == 1
+    runs = _candidate_runs(uri, second, trial)
+    ids = [r.data.tags["rnc.candidate_id"] for r in runs]
+    assert sorted(ids) == sorted(r["candidate_id"] for r in records)  # none lost, none twice
+    assert all(r.info.status == "FINISHED" and r.data.metrics and r.data.params for r in runs)
