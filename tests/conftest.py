@@ -19,6 +19,7 @@ ALLOWED_SKIP_REASONS = (
     "kubectl is not installed",
     "not a git checkout",
     "root ignores folder permissions",
+    "needs root to mount a tmpfs",
     "Linux only",
 )
 
