@@ -21,6 +21,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("rnc-platform")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed; run from a source tree)"
+        typer.echo(f"rnc-platform {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Multi-objective NAS for RRAM crossbar accelerators: compile, simulate, search, track."""
+
+
 # In help order: compile (simulator), spaces + supernet (search), launch + report (platform).
 for _command in (compile_command, spaces_command, supernet_command, launch_command, report_command):
     _command.register(app)
