@@ -122,9 +122,14 @@ class SimulatorService:
 
         return list(compile_many(pairs, strategy=self.strategy, seed=self.seed))
 
-    def simulate(self, genomes: Sequence[Sequence[int]], hw: HardwareConfig) -> list[dict[str, Any]]:
-        """PPA summaries of ``genomes`` on ``hw`` (hardware genes applied per genome), in input order."""
-        hw_key = hw.fingerprint()
+    def simulate(
+        self, genomes: Sequence[Sequence[int]], hw: HardwareConfig, hw_fingerprint: str | None = None
+    ) -> list[dict[str, Any]]:
+        """PPA summaries of ``genomes`` on ``hw`` (hardware genes applied per genome), in input order.
+
+        ``hw_fingerprint``: ``hw.fingerprint()``, computed once by the caller (a trial's :class:`TrialPlan`);
+        computed here when left out. Genomes of one network (one ``SearchSpace.key``) are compiled once."""
+        hw_key = hw_fingerprint or hw.fingerprint()
         keys = [self.space.key(g) for g in genomes]
         todo: dict[str, np.ndarray] = {}
         for key, genome in zip(keys, genomes, strict=True):
@@ -194,7 +199,7 @@ class SupernetEvaluator:
         out = []
         for genome, hw in zip(genomes, hws, strict=True):
             g = np.asarray(genome, dtype=np.int64)
-            key = ("-".join(str(int(i)) for i in g), None if hw is None else hw.fingerprint(), int(seed))
+            key = (self.evaluator.space.key(g), None if hw is None else hw.fingerprint(), int(seed))
             if key not in self.cache:
                 t0 = time.perf_counter()
                 self.cache[key] = dict(self.evaluator.evaluate(g, hw=hw, seed=int(seed)))
@@ -258,15 +263,20 @@ class ActorPools:
         self.simulators = _rotate([ray.get_actor(n) for n in simulator_names], offset)
         self.evaluators = _rotate([ray.get_actor(n) for n in evaluator_names], offset)
 
-    def simulate(self, genomes: Sequence[np.ndarray], hw: HardwareConfig) -> list[dict[str, Any]]:
+    def simulate(
+        self, genomes: Sequence[Sequence[int]], hw: HardwareConfig, hw_fingerprint: str | None = None
+    ) -> list[dict[str, Any]]:
         chunks = _split(list(genomes), len(self.simulators))
+        fingerprint = hw_fingerprint or hw.fingerprint()
         refs = [
-            actor.simulate.remote(chunk, hw) for actor, chunk in zip(self.simulators, chunks, strict=False) if chunk
+            actor.simulate.remote(chunk, hw, fingerprint)
+            for actor, chunk in zip(self.simulators, chunks, strict=False)
+            if chunk
         ]
         return [row for part in ray.get(refs) for row in part]
 
     def evaluate(
-        self, genomes: Sequence[np.ndarray], hws: Sequence[HardwareConfig | None], seed: int
+        self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int
     ) -> list[dict[str, Any]]:
         if not genomes:
             return []

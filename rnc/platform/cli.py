@@ -25,12 +25,28 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("rnc-platform")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed; run from a source tree)"
+        typer.echo(f"rnc-platform {version}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _global_options(
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of errors (also: RNC_DEBUG=1)."),
 ) -> None:
     """Multi-objective NAS for RRAM crossbar accelerators: compile, simulate, search, track."""
-    # read by ErrorHandlingGroup from the arguments, before any command runs
+    # --debug is read by ErrorHandlingGroup from the arguments, before any command runs
+
 
 # In help order: compile (simulator), spaces + supernet (search), launch + report (platform).
 for _command in (compile_command, spaces_command, supernet_command, launch_command, report_command):

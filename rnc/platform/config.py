@@ -3,8 +3,8 @@
 A launch searches, for every pair (searcher, crossbar budget) of its grid, the Pareto front of the chosen
 objectives. Conventions:
 
-- Objectives are named from :data:`OBJECTIVE_METRICS` and each is minimized or maximized (``goal``); searchers
-  always minimize, so a maximized metric is told as its negative.
+- Objectives are named from the metric table (:data:`rnc.platform.metrics.METRICS`) and each is minimized or
+  maximized (``goal``); searchers always minimize, so a maximized metric is told as its negative.
 - Constraints are told to searchers as violations, ``<= 0`` meaning satisfied (pymoo's convention):
   ``fit_budget`` (the compiled network fits the budget's crossbars), ``min_accuracy`` and ``max_latency_ns``.
 - ``hardware.budgets`` lists crossbar budgets (``HardwareConfig.crossbars``; ``0`` = unlimited) applied to the
@@ -26,38 +26,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rnc.errors import UserError, close_matches
+from rnc.platform.metrics import ACCURACY_OBJECTIVES, METRIC_BY_OBJECTIVE, OBJECTIVE_NAMES
 
 if TYPE_CHECKING:
     from rnc.simulator import HardwareConfig
-
-#: Objective name -> the candidate metric it reads (the metric names logged to MLflow, units in the name).
-OBJECTIVE_METRICS: dict[str, str] = {
-    "accuracy": "accuracy",
-    "hw_accuracy": "hw_accuracy",
-    "latency": "latency_ns",
-    "throughput": "throughput_ips",
-    "energy": "energy_uj",
-    "area": "area_mm2",
-    "edap": "edap",
-    "utilization": "utilization",
-    "crossbars_used": "crossbars_used",
-}
-
-#: The natural direction of every objective (used when ``goal`` is left out).
-DEFAULT_GOALS: dict[str, Literal["min", "max"]] = {
-    "accuracy": "max",
-    "hw_accuracy": "max",
-    "latency": "min",
-    "throughput": "max",
-    "energy": "min",
-    "area": "min",
-    "edap": "min",
-    "utilization": "max",
-    "crossbars_used": "min",
-}
-
-#: Objectives that need the supernet (accuracy evaluation); the others come from the simulator alone.
-ACCURACY_OBJECTIVES = frozenset({"accuracy", "hw_accuracy"})
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 
@@ -71,23 +43,21 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    """One objective: a metric name from :data:`OBJECTIVE_METRICS` and whether it is minimized or maximized."""
+    """One objective: an objective name of the metric table and whether it is minimized or maximized."""
 
-    name: Literal[
-        "accuracy", "hw_accuracy", "latency", "throughput", "energy", "area", "edap", "utilization", "crossbars_used"
-    ]
+    name: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
     goal: Literal["min", "max"] | None = None
 
     @model_validator(mode="after")
     def _default_goal(self) -> Objective:
         if self.goal is None:
-            object.__setattr__(self, "goal", DEFAULT_GOALS[self.name])
+            object.__setattr__(self, "goal", METRIC_BY_OBJECTIVE[self.name].goal)
         return self
 
     @property
     def metric(self) -> str:
         """The candidate metric this objective reads (``latency`` -> ``latency_ns``)."""
-        return OBJECTIVE_METRICS[self.name]
+        return METRIC_BY_OBJECTIVE[self.name].name
 
     @property
     def sign(self) -> float:
@@ -281,16 +251,37 @@ class ExperimentConfig(_Strict):
         return [(s, b) for s in self.searchers for b in self.hardware.budgets]
 
     def with_overrides(
-        self, *, seed: int | None = None, tracking_uri: str | None = None, storage_path: str | None = None
+        self,
+        *,
+        seed: int | None = None,
+        tracking_uri: str | None = None,
+        storage_path: str | None = None,
+        budgets: list[int] | None = None,
+        evaluations: int | None = None,
+        sets: list[str] | None = None,
     ) -> ExperimentConfig:
-        """A validated copy with command-line overrides applied."""
+        """A validated copy with command-line overrides applied: the named ones, then every ``KEY=VALUE`` of
+        ``sets`` (``KEY`` a dotted field path such as ``search.batch_size``; ``VALUE`` read as YAML)."""
         data = self.model_dump()
-        if seed is not None:
-            data["seed"] = seed
-        if tracking_uri is not None:
-            data["tracking_uri"] = tracking_uri
-        if storage_path is not None:
-            data["storage_path"] = storage_path
+        named = {
+            ("seed",): seed,
+            ("tracking_uri",): tracking_uri,
+            ("storage_path",): storage_path,
+            ("hardware", "budgets"): budgets,
+            ("search", "evaluations"): evaluations,
+        }
+        for path, value in named.items():
+            if value is not None:
+                _set_path(data, path, value)
+        for item in sets or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.batch_size=8")
+            try:
+                value = yaml.safe_load(text) if text.strip() else None
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+            _set_path(data, tuple(key.strip().split(".")), value)
         return validate_config(data, where="command-line overrides")
 
     def to_yaml(self) -> str:
@@ -315,6 +306,18 @@ class ExperimentConfig(_Strict):
         """The embedded default: digits, ``mbv3`` at a small resolution, NSGA-II and Bayes over two budgets."""
         text = resources.files("rnc.platform").joinpath(DEFAULT_CONFIG_NAME).read_text()
         return validate_config(yaml.safe_load(text), where="embedded default config")
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if child is not None:
+                raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a group of fields")
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
 
 
 def validate_config(data: dict[str, Any], *, where: str) -> ExperimentConfig:

@@ -1,7 +1,7 @@
 """Faults injected into real launches (local Ray, MLflow SQLite store), then the tracking store is audited.
 
 After each fault and its recovery the store must hold: candidates tracked == asked, 0 duplicates, 0 runs left
-RUNNING, 0 hollow candidate runs (no metrics or no params), and ``pareto_*`` tags equal to an independent
+RUNNING, 0 hollow candidate runs (no metrics or no params), and ``pareto_*`` marks (0/1 metrics) equal to an independent
 non-dominated sort of the tracked metrics.
 
 - a second launch into the same storage while one runs: refused at once (exit 2), nothing written;
@@ -78,9 +78,9 @@ def audit_store(uri: str, experiment: str) -> dict[str, object]:
         every = [p[2] for p in points.values() if p[1]]
         on_budget = feasible and not any(_dominates(g, f) for g in same)
         on_global = feasible and not any(_dominates(g, f) for g in every)
-        if (run.data.tags.get("pareto_budget") == "true") != on_budget:
+        if (run.data.metrics.get("pareto_budget") == 1) != on_budget:
             wrong_tags.append(("pareto_budget", run.data.tags["rnc.candidate_id"]))
-        if (run.data.tags.get("pareto_global") == "true") != on_global:
+        if (run.data.metrics.get("pareto_global") == 1) != on_global:
             wrong_tags.append(("pareto_global", run.data.tags["rnc.candidate_id"]))
     return {
         "tracked": len(set(ids)),
@@ -153,7 +153,7 @@ def test_sigint_kills_the_runs_and_resume_completes(tmp_path: Path) -> None:
     exp = client.get_experiment_by_name("interrupted")
     launch_run = client.search_runs([exp.experiment_id], "tags.`rnc.kind` = 'launch'")[0]
     assert {a.path for a in client.list_artifacts(launch_run.info.run_id)} <= {"config.yaml"}  # no final artifacts
-    assert not any(r.data.tags.get("pareto_global") for r in client.search_runs([exp.experiment_id], ""))
+    assert not any("pareto_global" in r.data.metrics for r in client.search_runs([exp.experiment_id], ""))
 
     resumed = subprocess.run(
         [sys.executable, "-m", "rnc.platform.cli", "launch", str(config), "--resume"],

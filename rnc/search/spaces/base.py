@@ -247,9 +247,33 @@ class SearchSpace(ABC):
             out.append(gene.choices.index(value))
         return np.array(out, dtype=np.int64)
 
+    def active_mask(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Which genes of ``genome`` shape its network, a ``bool`` vector ``(len(genes),)``. Every gene is active by
+        default; spaces with elastic depth override this (the genes of blocks or stages beyond the chosen depth
+        are inactive: they change neither the built network nor its workload)."""
+        return np.ones(len(self.validate(genome)), dtype=bool)
+
+    def canonical(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The network's representative genome: inactive genes (:meth:`active_mask`) set to index 0."""
+        arr = self.validate(genome)
+        return np.where(self.active_mask(arr), arr, 0).astype(np.int64)
+
     def key(self, genome: Sequence[int] | np.ndarray) -> str:
-        """A canonical string for caches and MLflow (``"2-0-1-..."``)."""
-        return "-".join(str(int(i)) for i in self.validate(genome))
+        """The network key: the canonical genome as a string (``"2-0-1-..."``); genomes that build the same
+        network (and apply the same hardware genes) share it, so caches, searches and fronts count networks."""
+        return "-".join(str(int(i)) for i in self.canonical(genome))
+
+    def active_genes(self, genome: Sequence[int] | np.ndarray) -> dict[str, Any]:
+        """Gene name -> chosen value for the active genes only (what people and MLflow see)."""
+        arr = self.validate(genome)
+        mask = self.active_mask(arr)
+        return {gene.name: gene.choices[int(i)] for gene, i, on in zip(self.genes, arr, mask, strict=True) if on}
+
+    def label(self, genome: Sequence[int] | np.ndarray) -> str:
+        """A short human description of the network (run names); spaces override it with their own terms."""
+        import hashlib
+
+        return "net-" + hashlib.sha1(self.key(genome).encode()).hexdigest()[:6]
 
     # -- builders ---------------------------------------------------------------------------------------
     @abstractmethod
