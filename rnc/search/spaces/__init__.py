@@ -43,7 +43,9 @@ class UnknownSpaceError(UserError, KeyError):
 def get_space(name: str, **options: Any) -> SearchSpace:
     """Build the space ``name`` with ``options``; a clear error lists the valid names or the bad option."""
     check_names("search space", [name], sorted(SPACES), where="space", error=UnknownSpaceError)
-    accepted = [p for p in inspect.signature(SPACES[name]).parameters if p not in ("self", "args", "kwargs")]
+    # the constructor's own keywords, plus hardware_genes, which SearchSpace adds to every space's constructor
+    params = inspect.signature(SPACES[name]).parameters.values()
+    accepted = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)] + ["hardware_genes"]
     check_names("option", sorted(options), accepted, where=f"search space {name!r}", error=GenomeError)
     try:
         return SPACES[name](**options)
