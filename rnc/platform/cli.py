@@ -10,6 +10,7 @@ import typer
 
 from rnc.platform.cli_errors import ErrorHandlingGroup
 from rnc.platform.commands import compile as compile_command
+from rnc.platform.commands import hardware as hardware_command
 from rnc.platform.commands import launch as launch_command
 from rnc.platform.commands import report as report_command
 from rnc.platform.commands import spaces as spaces_command
@@ -49,7 +50,7 @@ def _main(
 
 
 # In help order: compile (simulator), spaces + supernet (search), launch + report (platform).
-for _command in (compile_command, spaces_command, supernet_command, launch_command, report_command):
+for _command in (compile_command, hardware_command, spaces_command, supernet_command, launch_command, report_command):
     _command.register(app)
 
 

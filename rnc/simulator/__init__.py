@@ -6,16 +6,27 @@ Knows nothing of search, Ray or MLflow.
 from rnc.simulator.analog import AnalogError, AnalogRange, analog_ranges, calibrate_analog, to_analog
 from rnc.simulator.batch import compile_many
 from rnc.simulator.compiler import CompileError, CompileResult, Placement, compile_workload
-from rnc.simulator.hardware import Component, HardwareConfig, HardwareConfigError, NonIdealities
+from rnc.simulator.hardware import (
+    COMPILER_EVENTS,
+    Action,
+    Component,
+    DigitalUnit,
+    HardwareConfig,
+    HardwareConfigError,
+    NonIdealities,
+)
 from rnc.simulator.ppa import Rollup, rollup
 from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
 
 __all__ = [
+    "COMPILER_EVENTS",
+    "Action",
     "AnalogError",
     "AnalogRange",
     "CompileError",
     "CompileResult",
     "Component",
+    "DigitalUnit",
     "HardwareConfig",
     "HardwareConfigError",
     "Layer",

@@ -23,7 +23,7 @@ from rnc.simulator.compiler import (
     summarize,
 )
 from rnc.simulator.hardware import HardwareConfig
-from rnc.simulator.ppa import ppa_parameters
+from rnc.simulator.ppa import EnergyTable, energy_table, ppa_parameters
 from rnc.simulator.workload import Workload
 
 
@@ -36,7 +36,7 @@ def compile_many(pairs: Iterable[tuple[Workload, HardwareConfig]], strategy: Str
     """
     out: list[dict] = []
     # per distinct hardware object: (hw, PPA parameters, resolved options); per (hardware, workload): classes
-    per_hw: dict[int, tuple[HardwareConfig, np.ndarray, CompileOptions]] = {}
+    per_hw: dict[int, tuple[HardwareConfig, np.ndarray, CompileOptions, EnergyTable]] = {}
     per_pair: dict[tuple[int, int], tuple[Workload, tuple]] = {}  # objects held here, so ids stay unique
     for index, pair in enumerate(pairs):
         try:
@@ -50,13 +50,13 @@ def compile_many(pairs: Iterable[tuple[Workload, HardwareConfig]], strategy: Str
             )
         cached = per_hw.get(id(hw))
         if cached is None or cached[0] is not hw:
-            cached = (hw, ppa_parameters(hw), resolve_options(strategy, hw, seed=seed, **options))
+            cached = (hw, ppa_parameters(hw), resolve_options(strategy, hw, seed=seed, **options), energy_table(hw))
             per_hw[id(hw)] = cached
-        _hw, params, opts = cached
+        _hw, params, opts, table = cached
         classes_hit = per_pair.get((id(hw), id(workload)))
         if classes_hit is None or classes_hit[0] is not workload:
             classes_hit = (workload, crossbar_classes(workload, hw))
             per_pair[(id(hw), id(workload))] = classes_hit
         (totals, *_), _cls_r, _cls_c = run_kernel(workload, hw, opts, params, classes_hit[1])
-        out.append(summarize(totals, opts.budget))
+        out.append(summarize(totals, opts.budget, table))
     return out

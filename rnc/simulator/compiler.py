@@ -27,7 +27,8 @@ Conventions (full text with sources in ``docs/simulator.md``):
   ``latency_ns`` is the last finish time. **Throughput** (pipelined over images): one image per
   ``max over crossbars of its busy time per image``.
 - **Utilization** = used cells / (occupied crossbars x their rows x cols).
-- **Energy** by component (``adc``, ``dac``, ``crossbar``, ``buffer``, ``shift_add``, ``leakage``), **area**
+- **Energy** by the categories the component table names (ISAAC: ``adc``, ``dac``, ``crossbar``, ``buffer``,
+  ``shift_add``, plus ``leakage``), charged on the kernel's event counts by data, **area**
   of the occupied IMAs and tiles, EDAP = energy_pj x latency_ns x area_mm2, TOPS = 2 x MACs x throughput,
   TOPS/W = 2 x MACs / energy: see :mod:`rnc.simulator.ppa`.
 
@@ -49,7 +50,7 @@ import numpy as np
 from rnc.errors import UserError, check_names
 from rnc.simulator import kernels as K  # noqa: N812
 from rnc.simulator.hardware import HardwareConfig
-from rnc.simulator.ppa import ENERGY_CATEGORIES, ppa_parameters
+from rnc.simulator.ppa import EnergyTable, energy_by_category, energy_table, ppa_parameters
 from rnc.simulator.workload import Workload
 
 Strategy = Literal["rnc", "isaac"]
@@ -211,18 +212,12 @@ def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, par
     return out, cls_r, cls_c
 
 
-def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool | dict[str, float]]:
-    """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`)."""
-    energy_by = {
-        "adc": float(totals[K.T_E_ADC]),
-        "dac": float(totals[K.T_E_DAC]),
-        "crossbar": float(totals[K.T_E_CROSSBAR]),
-        "buffer": float(totals[K.T_E_BUFFER]),
-        "shift_add": float(totals[K.T_E_SHIFT_ADD]),
-        "leakage": float(totals[K.T_E_LEAKAGE]),
-    }
-    energy = sum(energy_by.values())
+def summarize(totals: np.ndarray, budget: int, table: EnergyTable) -> dict[str, float | int | bool | dict[str, float]]:
+    """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`); ``table``
+    (:func:`rnc.simulator.ppa.energy_table` of the hardware) turns the event counts into energy by category."""
     latency = float(totals[K.T_LATENCY_NS])
+    energy_by = energy_by_category(table, totals[list(K.T_EVENTS)], totals[K.T_LEAKAGE_MW] * latency)
+    energy = sum(energy_by.values())
     period = float(totals[K.T_PERIOD_NS])
     area = float(totals[K.T_AREA_MM2])
     capacity = float(totals[K.T_CAPACITY_CELLS])
@@ -291,7 +286,7 @@ class CompileResult:
 
     @cached_property
     def _summary(self) -> dict:
-        return summarize(self._totals, self.options.budget)
+        return summarize(self._totals, self.options.budget, energy_table(self.hardware))
 
     # scalar metrics ----------------------------------------------------------------------------------
     @property
@@ -454,4 +449,4 @@ def lower_bound_crossbars(workload: Workload, hw: HardwareConfig) -> int:
     return math.ceil(cells / (hw.crossbar_rows * hw.crossbar_cols))
 
 
-__all__ = ["ENERGY_CATEGORIES", "CompileError", "CompileResult", "Placement", "clear_compile_cache", "compile_workload"]
+__all__ = ["CompileError", "CompileResult", "Placement", "clear_compile_cache", "compile_workload"]

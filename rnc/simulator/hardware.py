@@ -14,15 +14,23 @@ Conventions
 - ``layer_crossbar_sizes`` maps a layer name (as :func:`rnc.simulator.trace_workload` names it: the
   module's qualified name) to the ``(rows, cols)`` of the crossbars that layer is mapped onto:
   heterogeneous tiles, as NAX (Negi et al., DAC 2022) co-designs crossbar size per layer.
-- The component table holds, per component, its count inside its container (``ima`` / ``tile`` /
-  ``chip``), its power, area, and the duration of one action; energy per action is
-  ``power_mw * action_ns`` picojoules (1 mW x 1 ns = 1 pJ). Units are in every field name.
+- The component table (Accelergy/CiMLoop style) holds, per component, its count inside its container
+  (``ima`` / ``tile`` / ``chip``; the hierarchy counts are ``crossbars_per_ima``, ``imas_per_tile``,
+  ``tiles_per_chip``), its power and area as the source tables give them (the roll-up sums these), its
+  leakage where the source gives one, the energy category it reports under, and its actions: each action
+  has an energy in pJ and names the compiler event (:data:`COMPILER_EVENTS`) it is charged on. An unknown
+  event, a compiler event no action is charged on, or a component without an ``actions`` entry is a
+  validation error naming the field, never a silent zero. Units are in every field name.
+- Every component table has a ``digital_unit`` (action ``op`` on event ``digital_op``, ``ops_per_ns`` per
+  instance) for the work that does not map onto crossbars; :attr:`HardwareConfig.digital_unit` reads it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -40,12 +48,50 @@ class HardwareConfigError(UserError, ValueError):
     """A hardware description that cannot be used; the message names the field and what to do."""
 
 
+# The events the compiler counts, in kernel order, and what one event is. Each action of a component names one.
+COMPILER_EVENTS: dict[str, str] = {
+    "array_read": "one read of a whole crossbar array (charged per active cell: active cells / array cells)",
+    "row_drive": "one active crossbar row driven for one read (input bit-slice)",
+    "column_convert": "one active crossbar column converted after one read",
+    "word_transfer": "one 256-bit activation word moved between the tile buffer and an IMA",
+    "digital_op": "one elementary operation of work that does not map onto crossbars",
+}
+LEAKAGE_CATEGORY = "leakage"
+DIGITAL_UNIT = "digital_unit"
+
+
+class Action(BaseModel):
+    """One action of a component: its energy and the compiler event it is charged on.
+
+    ``adc_reference_bits`` (ADCs only): the energy is given at that resolution and scales as
+    ``2 ** (adc_bits - adc_reference_bits)`` (energy per conversion doubles per bit, the trend ISAAC and
+    the Murmann ADC survey use for SAR ADCs at this resolution).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    energy_pj: float = Field(ge=0)
+    event: str
+    adc_reference_bits: int | None = Field(default=None, ge=1, le=16)
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, v: str) -> str:
+        if v not in COMPILER_EVENTS:
+            raise ValueError(f"unknown compiler event {v!r}; events: {', '.join(COMPILER_EVENTS)}")
+        return v
+
+
 class Component(BaseModel):
     """One kind of hardware component, per unit.
 
-    ``count`` is how many units one container (``level``) holds; ``power_mw`` and ``area_mm2`` are per
-    unit; one action (an ADC conversion, a crossbar read, a buffer access) lasts ``action_ns``, so it
-    costs ``power_mw * action_ns`` pJ. ``leakage_mw`` is the static power per unit while powered.
+    ``count`` is how many units one container (``level``) holds; ``power_mw`` and ``area_mm2`` are per unit,
+    as the source table gives them (the roll-up sums ``count x`` these up the hierarchy); ``leakage_mw`` is
+    the static power per unit while powered (charged over the latency, category ``leakage``). ``actions``
+    maps an action name (``read``, ``convert``, ``drive``, ``add``, ``access``, ``op``...) to its energy and
+    compiler event; an empty mapping (written out) marks a component that is in the roll-up but charged on
+    no event (a router, an off-chip link). ``category`` is the energy category its actions report under.
+    ``ops_per_ns`` is the throughput of one unit (the digital unit).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,14 +100,35 @@ class Component(BaseModel):
     count: float = Field(gt=0)
     power_mw: float = Field(ge=0)
     area_mm2: float = Field(ge=0)
-    action_ns: float = Field(default=1.0, gt=0)
     leakage_mw: float = Field(default=0.0, ge=0)
+    category: str | None = None
+    actions: dict[str, Action]
+    ops_per_ns: float | None = Field(default=None, gt=0)
     note: str = ""
 
-    @property
-    def energy_pj(self) -> float:
-        """Dynamic energy of one action, in picojoules."""
-        return self.power_mw * self.action_ns
+    @model_validator(mode="after")
+    def _category_named(self) -> Component:
+        if self.actions and not self.category:
+            raise ValueError("a component with actions must name the energy 'category' its actions report under")
+        if self.category == LEAKAGE_CATEGORY:
+            raise ValueError(f"category {LEAKAGE_CATEGORY!r} is reserved for leakage_mw")
+        return self
+
+
+@dataclass(frozen=True)
+class DigitalUnit:
+    """The digital unit of a component table (``components["digital_unit"]``), per instance.
+
+    ``energy_pj_per_op``: energy of one elementary operation; ``ops_per_ns``: operations one instance
+    completes per ns; ``instances``: units per container ``level``; ``area_mm2`` per instance.
+    """
+
+    energy_pj_per_op: float
+    ops_per_ns: float
+    level: str
+    instances: float
+    area_mm2: float
+    power_mw: float
 
 
 class NonIdealities(BaseModel):
@@ -121,6 +188,10 @@ class HardwareConfig(BaseModel):
     imas_per_tile: int = Field(default=12, ge=1)
     tiles_per_chip: int = Field(default=168, ge=1)
     adc_sample_rate_gsps: float = Field(default=1.28, gt=0)
+    level_names: dict[Level, str] = Field(
+        default_factory=lambda: {"ima": "IMA", "tile": "tile", "chip": "chip"},
+        description="what the source calls each level (PUMA: core/tile/node; NeuroSim: PE/tile/chip)",
+    )
     components: dict[str, Component] = Field(default_factory=dict)
     nonideal: NonIdealities = Field(default_factory=NonIdealities)
 
@@ -138,6 +209,8 @@ class HardwareConfig(BaseModel):
             raise ValueError(f"dac_bits ({self.dac_bits}) cannot exceed input_bits ({self.input_bits})")
         if self.cell_bits > self.weight_bits:
             raise ValueError(f"cell_bits ({self.cell_bits}) cannot exceed weight_bits ({self.weight_bits})")
+        if self.components:
+            check_component_table(self.components)
         return self
 
     # -- derived quantities -------------------------------------------------------------------------
@@ -151,6 +224,15 @@ class HardwareConfig(BaseModel):
     def reads_per_input(self) -> int:
         """Crossbar reads per output position: ``ceil(input_bits / dac_bits)``."""
         return math.ceil(self.input_bits / self.dac_bits)
+
+    @property
+    def digital_unit(self) -> DigitalUnit:
+        """The digital unit (``components["digital_unit"]``, ISAAC's table when the table is empty)."""
+        comps = self.components or isaac_components()
+        unit = comps[DIGITAL_UNIT]
+        assert unit.ops_per_ns is not None  # guaranteed by check_component_table
+        return DigitalUnit(unit.actions["op"].energy_pj, unit.ops_per_ns, unit.level, unit.count, unit.area_mm2,
+                           unit.power_mw)
 
     def crossbar_size_for(self, layer_name: str) -> tuple[int, int]:
         """``(rows, cols)`` of the crossbars ``layer_name`` is mapped onto."""
@@ -196,7 +278,7 @@ class HardwareConfig(BaseModel):
     # -- constructors -------------------------------------------------------------------------------
     @classmethod
     def preset(cls, name: str) -> HardwareConfig:
-        """A named preset: ``isaac`` (ISAAC, ISCA 2016, 32 nm) or ``rnc`` (the RNC paper's setting)."""
+        """A named preset (a YAML file in ``rnc/simulator/presets``): ``isaac``, ``rnc``, ... see :meth:`presets`."""
         path = PRESET_DIR / f"{name}.yaml"
         if not path.is_file():
             available = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
@@ -257,6 +339,36 @@ class HardwareConfig(BaseModel):
         )
 
 
+@functools.lru_cache(maxsize=1)
+def isaac_components() -> dict[str, Component]:
+    """ISAAC's component table (the fallback of a configuration with an empty table), read once."""
+    return HardwareConfig.preset("isaac").components
+
+
+def check_component_table(components: dict[str, Component]) -> None:
+    """Raise ``ValueError`` naming the field when a compiler event has no action or the digital unit is incomplete.
+
+    Every event of :data:`COMPILER_EVENTS` must be charged on at least one action (an event with no component
+    would silently cost nothing); ``digital_unit`` must exist with an action ``op`` on ``digital_op`` and
+    ``ops_per_ns``.
+    """
+    charged = {a.event for c in components.values() for a in c.actions.values()}
+    missing = [e for e in COMPILER_EVENTS if e not in charged]
+    if missing:
+        raise ValueError(
+            f"components: no action is charged on compiler event(s) {', '.join(missing)}; give a component an "
+            f"action with 'event: {missing[0]}' ({COMPILER_EVENTS[missing[0]]})"
+        )
+    unit = components.get(DIGITAL_UNIT)
+    if unit is None:
+        raise ValueError(f"components.{DIGITAL_UNIT}: missing; every table needs the digital unit (see docs)")
+    op = unit.actions.get("op")
+    if op is None or op.event != "digital_op":
+        raise ValueError(f"components.{DIGITAL_UNIT}.actions.op: needs an action 'op' with 'event: digital_op'")
+    if unit.ops_per_ns is None:
+        raise ValueError(f"components.{DIGITAL_UNIT}.ops_per_ns: missing (operations per ns of one unit)")
+
+
 def read_yaml_mapping(path: Path, what: str, error: type[Exception]) -> dict:
     """The top-level mapping of the YAML file ``path`` (``{}`` when empty); ``error`` names the file and the fault
     for text that is not UTF-8, not YAML, or not a mapping."""
@@ -285,6 +397,7 @@ def _validated(data: dict, *, where: str) -> HardwareConfig:
         return HardwareConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise HardwareConfigError(f"{where}: invalid hardware configuration: {problems}") from None

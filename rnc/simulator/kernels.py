@@ -20,10 +20,9 @@ from rnc.simulator.ppa import (
     PARAM_AREA_IMA,
     PARAM_AREA_TILE,
     PARAM_AREA_XBAR_CELL,
-    PARAM_E_ADC,
     PARAM_E_CELL,
-    PARAM_E_DAC,
-    PARAM_E_SHIFT_ADD,
+    PARAM_E_COLUMN,
+    PARAM_E_ROW,
     PARAM_E_WORD,
     PARAM_IMAS_PER_TILE,
     PARAM_INPUT_BITS,
@@ -42,9 +41,11 @@ SOFT_PENALTY = 1 << 40  # score added to a crossbar that already holds a box of 
 # indices of the totals array returned by compile_kernel
 (
     T_FEASIBLE, T_MIN_CROSSBARS, T_CROSSBARS_USED, T_USED_CELLS, T_CAPACITY_CELLS, T_LATENCY_NS, T_PERIOD_NS,
-    T_E_ADC, T_E_DAC, T_E_CROSSBAR, T_E_BUFFER, T_E_SHIFT_ADD, T_E_LEAKAGE, T_AREA_MM2, T_MACS, T_IMAS,
-    T_TILES,
+    T_N_CELL_READS, T_N_ROW_DRIVES, T_N_COLUMN_CONVERTS, T_N_WORDS, T_N_DIGITAL_OPS, T_LEAKAGE_MW, T_AREA_MM2,
+    T_MACS, T_IMAS, T_TILES,
 ) = range(17)
+# the event counts in the order of rnc.simulator.ppa.EVENTS (array_read counted per active cell-read)
+T_EVENTS = (T_N_CELL_READS, T_N_ROW_DRIVES, T_N_COLUMN_CONVERTS, T_N_WORDS, T_N_DIGITAL_OPS)
 N_TOTALS = 17
 
 # columns of the per-layer table returned by compile_kernel
@@ -644,10 +645,9 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     busy = np.zeros(nbins, np.float64)
     layer_tab = np.zeros((n, N_LAYER_COLS), np.float64)
     # per-placement time on its crossbar and energy
-    e_adc = 0.0
-    e_dac = 0.0
-    e_xbar = 0.0
-    e_sa = 0.0
+    n_cell = 0.0
+    n_row = 0.0
+    n_col = 0.0
     rpi = params[PARAM_READS_PER_INPUT]
     used_cells = 0
     per_layer_bin_t = np.zeros(nbins, np.float64)
@@ -689,15 +689,11 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                 stage = per_layer_bin_t[b]
             h, act = b_h[k], b_act[k]
             cells += h * b_w[k]
-            ex = reads * h * act * params[PARAM_E_CELL]
-            ed = reads * h * params[PARAM_E_DAC]
-            ea = reads * act * params[PARAM_E_ADC]
-            es = reads * act * params[PARAM_E_SHIFT_ADD]
-            e_xbar += ex
-            e_dac += ed
-            e_adc += ea
-            e_sa += es
-            e_layer += ex + ed + ea + es
+            n_cell += reads * h * act
+            n_row += reads * h
+            n_col += reads * act
+            e_layer += reads * h * act * params[PARAM_E_CELL] + reads * h * params[PARAM_E_ROW] \
+                + reads * act * params[PARAM_E_COLUMN]
         used_cells += cells
         layer_tab[layer, L_COPIES] = d
         layer_tab[layer, L_CROSSBARS] = nx
@@ -709,13 +705,13 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         words = _ceil_div(pos * (in_channels[layer] * kernel_area[layer] + out_channels[layer])
                           * np.int64(params[PARAM_INPUT_BITS]), np.int64(params[PARAM_WORD_BITS]))
         layer_tab[layer, L_ENERGY_PJ] = e_layer + words * params[PARAM_E_WORD]
-    e_buf = 0.0
+    n_words = 0.0
     macs = 0.0
     for layer in range(n):
         pos = positions[layer]
         words = _ceil_div(pos * (in_channels[layer] * kernel_area[layer] + out_channels[layer])
                           * np.int64(params[PARAM_INPUT_BITS]), np.int64(params[PARAM_WORD_BITS]))
-        e_buf += words * params[PARAM_E_WORD]
+        n_words += words
         macs += float(pos) * out_channels[layer] * rows[layer]
     # single-image schedule: a layer starts when its inputs are ready and its crossbars are free
     free_at = np.zeros(nbins, np.float64)
@@ -761,12 +757,12 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     totals[T_CAPACITY_CELLS] = capacity
     totals[T_LATENCY_NS] = latency
     totals[T_PERIOD_NS] = period
-    totals[T_E_ADC] = e_adc
-    totals[T_E_DAC] = e_dac
-    totals[T_E_CROSSBAR] = e_xbar
-    totals[T_E_BUFFER] = e_buf
-    totals[T_E_SHIFT_ADD] = e_sa
-    totals[T_E_LEAKAGE] = leak_mw * latency
+    totals[T_N_CELL_READS] = n_cell
+    totals[T_N_ROW_DRIVES] = n_row
+    totals[T_N_COLUMN_CONVERTS] = n_col
+    totals[T_N_WORDS] = n_words
+    totals[T_N_DIGITAL_OPS] = 0.0
+    totals[T_LEAKAGE_MW] = leak_mw
     totals[T_AREA_MM2] = area
     totals[T_MACS] = macs
     totals[T_IMAS] = imas

@@ -30,7 +30,7 @@ DEFAULT_HARDWARE_CHOICES: dict[str, tuple[Any, ...]] = {
 }
 
 #: HardwareConfig fields that are not scalars and cannot be a gene.
-_NON_SCALAR_FIELDS = {"name", "layer_crossbar_sizes", "components", "nonideal"}
+_NON_SCALAR_FIELDS = {"name", "layer_crossbar_sizes", "level_names", "components", "nonideal"}
 
 
 def searchable_hardware_fields() -> list[str]:
