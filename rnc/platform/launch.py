@@ -458,7 +458,9 @@ def _run_launch(
                 tracker.start_trial(key, point["searcher"], point["budget"], point["params"])
                 tracker.log_candidates(key, trial_records)
             unfinished = [
-                r.config["trial"]["key"] for r in results if r.error is None and not (r.metrics or {}).get("done")
+                r.config["trial"]["key"]
+                for r in results
+                if r.error is None and not (r.metrics or {}).get("trial_complete")
             ]
             if unfinished and not errors:  # Tune stops gracefully on SIGINT and returns what it has
                 raise LaunchInterrupted(launch_id, unfinished)

@@ -189,8 +189,9 @@ def search_trial(config: dict[str, Any]) -> None:
         timers["waiting_for_pools_s"] += t_eval - t_ask
         metrics = _generation_metrics(plan, candidates, generation, repeats, timers, t_trial)
         # the trial's loop ends after this generation: the launch tells a finished trial from one Tune stopped on
-        # SIGINT by this flag (an interrupted trial's last result has done = 0)
-        metrics["done"] = float(
+        # SIGINT by this flag (an interrupted trial's last result has trial_complete = 0; not Tune's own "done",
+        # which Tune sets itself when it stops a trial)
+        metrics["trial_complete"] = float(
             len(candidates) >= plan.evaluations or stale >= MAX_STALE_ASKS or searcher.n_asked >= searcher.cardinality
         )
         metrics.update(generation_s=time.perf_counter() - t0, simulate_s=t_sim, evaluate_s=t_eval - t_ask)

@@ -69,7 +69,8 @@ def test_evaluators_measured_every_candidate_that_fits(launched) -> None:
     assert measured.notna().all() and measured.between(0.0, 1.0).all()
     assert df.loc[~fits, "accuracy"].isna().all()  # infeasible by budget: never sent to an evaluator
     evaluated = sum(s["evaluated"] for s in result.stats["evaluators"])
-    assert evaluated == int(fits.sum())
+    # every candidate that fits, plus at most one hardware-accuracy evaluation per front member afterwards
+    assert int(fits.sum()) <= evaluated <= int(fits.sum()) + int((df.pareto_budget | df.pareto_global).sum())
 
 
 def test_min_accuracy_decides_feasibility(launched) -> None:
