@@ -441,15 +441,18 @@ def _run_launch(
             timer.lap("tune_fit_s")
             tune_s = time.perf_counter() - t_tune
             records: list[Candidate] = []
-            errors = []
+            errors, unfinished = [], []
             for result in results:
                 point = result.config["trial"]  # tuning.tune_point
                 key = point["key"]
                 if result.error is not None:
                     errors.append(f"{key}: {result.error}")
                     continue
+                if not (result.metrics or {}).get("trial_complete"):
+                    unfinished.append(key)  # stopped by Tune on SIGINT (or never started): resumable
                 if result.checkpoint is None:
-                    errors.append(f"{key}: finished without a checkpoint")
+                    if key not in unfinished:
+                        errors.append(f"{key}: finished without a checkpoint")
                     continue
                 trial_records = load_checkpoint_candidates(result.checkpoint)
                 records.extend(trial_records)
@@ -457,11 +460,6 @@ def _run_launch(
                 # every checkpointed candidate (it skips the ones MLflow already has)
                 tracker.start_trial(key, point["searcher"], point["budget"], point["params"])
                 tracker.log_candidates(key, trial_records)
-            unfinished = [
-                r.config["trial"]["key"]
-                for r in results
-                if r.error is None and not (r.metrics or {}).get("trial_complete")
-            ]
             if unfinished and not errors:  # Tune stops gracefully on SIGINT and returns what it has
                 raise LaunchInterrupted(launch_id, unfinished)
             if errors:
