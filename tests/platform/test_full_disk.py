@@ -32,8 +32,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs: less than a launch's 16 MiB minimum."""
     folder = tmp_path / "small"
     _mount(folder, "2m")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
 
 
 @pytest.fixture
@@ -41,16 +43,18 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs filled to the last byte."""
     folder = tmp_path / "full"
     _mount(folder, "1m")
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
     try:
-        while os.write(fd, b"\0" * 4096):
+        fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:  # ENOSPC: the disk is full
             pass
-    except OSError:  # ENOSPC: the disk is full
-        pass
-    finally:
-        os.close(fd)
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+        finally:
+            os.close(fd)
+        yield folder
+    finally:  # unmounted even when filling it failed
+        subprocess.run(["umount", str(folder)], check=False)
 
 
 def _experiment(tmp_path: Path, storage: Path) -> Path:
