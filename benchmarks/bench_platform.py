@@ -2,6 +2,9 @@
 
 Measures, on a local Ray and a SQLite MLflow store in a temporary folder:
 
+- phases: the launch's wall time by phase (``LaunchResult.stats["phases_s"]``: Ray start, actor start with the
+  JIT warm-up, reference samples, the Tune run, fronts and artifacts, Ray stop, printing) and the share of the
+  whole launch spent outside compiling (compile = the simulator actors' compile time / actors);
 - overhead: the share of the Tune phase's wall time spent outside evaluation (Ray, Tune, searchers, MLflow),
   evaluation being the simulator actors' compile time (``SimulatorService.stats()["compile_s"]``), on N
   candidates (default 1,000: 2 searchers x 2 budgets x 250); and, inside the trials' ask/tell loops, the share
@@ -94,11 +97,17 @@ def main() -> None:
                 tracking = stats["tracking"]
                 t0, t1 = stats["tune_window_monotonic"]
                 rss = [mb for t, mb in sampler.samples if t0 <= t <= t1] or [mb for _, mb in sampler.samples]
+                phases = {k: round(v, 2) for k, v in stats["phases_s"].items()}
                 rows.append(
                     {
                         "simulators": n_sim,
                         "candidates": n,
                         "launch_wall_s": round(result.wall_s, 2),
+                        "phases_s": phases,
+                        "outside_compile_share_launch": round(1 - eval_wall_s / result.wall_s, 3),
+                        "tune_fit_outside_trials_s": round(
+                            stats["phases_s"]["tune_fit_s"] - max(t["trial_elapsed_s"] for t in trials), 2
+                        ),
                         "tune_wall_s": round(tune_s, 2),
                         "trial_setup_s_max": round(setup_s, 2),
                         "search_loop_s_per_trial": [round(x, 2) for x in loop_s],

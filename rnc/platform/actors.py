@@ -29,6 +29,9 @@ import ray
 
 from rnc.simulator import HardwareConfig
 
+#: Restarts of a dead pool actor (and retries of the batch it was computing) before the trial fails.
+ACTOR_RESTARTS = 3
+
 
 def simulator_names(launch_id: str, n: int) -> list[str]:
     return [f"rnc-sim-{launch_id}-{i}" for i in range(n)]
@@ -119,9 +122,14 @@ class SimulatorService:
 
         return list(compile_many(pairs, strategy=self.strategy, seed=self.seed))
 
-    def simulate(self, genomes: Sequence[Sequence[int]], hw: HardwareConfig) -> list[dict[str, Any]]:
-        """PPA summaries of ``genomes`` on ``hw`` (hardware genes applied per genome), in input order."""
-        hw_key = hw.fingerprint()
+    def simulate(
+        self, genomes: Sequence[Sequence[int]], hw: HardwareConfig, hw_fingerprint: str | None = None
+    ) -> list[dict[str, Any]]:
+        """PPA summaries of ``genomes`` on ``hw`` (hardware genes applied per genome), in input order.
+
+        ``hw_fingerprint``: ``hw.fingerprint()``, computed once by the caller (a trial's :class:`TrialPlan`);
+        computed here when left out. Genomes of one network (one ``SearchSpace.key``) are compiled once."""
+        hw_key = hw_fingerprint or hw.fingerprint()
         keys = [self.space.key(g) for g in genomes]
         todo: dict[str, np.ndarray] = {}
         for key, genome in zip(keys, genomes, strict=True):
@@ -143,7 +151,10 @@ class SimulatorService:
         from rnc.simulator.compiler import compile_workload
 
         g = np.asarray(genome, dtype=np.int64)
-        result = compile_workload(self.space.workload(g), self.space.hardware_for(g, hw), self.strategy, seed=self.seed)
+        result = compile_workload(
+            self.space.workload(g), self.space.hardware_for(g, hw), self.strategy, seed=self.seed,
+            check_layer_names=False,  # subnets drop layers; names were checked against the space in preflight
+        )
         return result.to_dict()
 
     def stats(self) -> dict[str, float]:
@@ -188,7 +199,7 @@ class SupernetEvaluator:
         out = []
         for genome, hw in zip(genomes, hws, strict=True):
             g = np.asarray(genome, dtype=np.int64)
-            key = ("-".join(str(int(i)) for i in g), None if hw is None else hw.fingerprint(), int(seed))
+            key = (self.evaluator.space.key(g), None if hw is None else hw.fingerprint(), int(seed))
             if key not in self.cache:
                 t0 = time.perf_counter()
                 self.cache[key] = dict(self.evaluator.evaluate(g, hw=hw, seed=int(seed)))
@@ -217,9 +228,13 @@ def start_pools(
     checkpoint_dir: str | None,
     seed: int,
 ) -> tuple[list[Any], list[Any]]:
-    """Start the named simulator and evaluator actors and wait until every one is ready (JIT warm, weights loaded)."""
-    sim_cls = ray.remote(SimulatorService)
-    eval_cls = ray.remote(SupernetEvaluator)
+    """Start the named simulator and evaluator actors and wait until every one is ready (JIT warm, weights loaded).
+
+    An actor whose worker dies (killed, out of memory) is restarted by Ray up to :data:`ACTOR_RESTARTS` times and
+    the batch it was computing is retried on the restarted actor (``max_restarts`` / ``max_task_retries``: every
+    method is a pure function of its arguments, so a retry gives the same answer); Ray logs each restart."""
+    sim_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SimulatorService)
+    eval_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SupernetEvaluator)
     simulators = [
         sim_cls.options(name=name, num_cpus=sizes.simulator_cpus, lifetime=None).remote(
             space_name, space_options, strategy, warm_hardware=warm_hardware, seed=seed
@@ -248,15 +263,20 @@ class ActorPools:
         self.simulators = _rotate([ray.get_actor(n) for n in simulator_names], offset)
         self.evaluators = _rotate([ray.get_actor(n) for n in evaluator_names], offset)
 
-    def simulate(self, genomes: Sequence[np.ndarray], hw: HardwareConfig) -> list[dict[str, Any]]:
+    def simulate(
+        self, genomes: Sequence[Sequence[int]], hw: HardwareConfig, hw_fingerprint: str | None = None
+    ) -> list[dict[str, Any]]:
         chunks = _split(list(genomes), len(self.simulators))
+        fingerprint = hw_fingerprint or hw.fingerprint()
         refs = [
-            actor.simulate.remote(chunk, hw) for actor, chunk in zip(self.simulators, chunks, strict=False) if chunk
+            actor.simulate.remote(chunk, hw, fingerprint)
+            for actor, chunk in zip(self.simulators, chunks, strict=False)
+            if chunk
         ]
         return [row for part in ray.get(refs) for row in part]
 
     def evaluate(
-        self, genomes: Sequence[np.ndarray], hws: Sequence[HardwareConfig | None], seed: int
+        self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int
     ) -> list[dict[str, Any]]:
         if not genomes:
             return []

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from rnc.errors import UserError
+
 SHARED_STORAGE_ENV = "RNC_SHARED_STORAGE"
 """Environment variable: ``os.pathsep``-separated path prefixes declared visible from every node."""
 
@@ -84,7 +86,7 @@ TUNE_SUBDIR = "tune"
 SUPERNET_SUBDIR = "supernets"
 
 
-class MultiNodeSettingsError(ValueError):
+class MultiNodeSettingsError(UserError, ValueError):
     """A launch setting that cannot work on a multi-node Ray cluster.
 
     ``setting`` names the offending setting (``storage_path`` or ``tracking_uri``) so that callers can point

@@ -3,8 +3,8 @@
 A launch searches, for every pair (searcher, crossbar budget) of its grid, the Pareto front of the chosen
 objectives. Conventions:
 
-- Objectives are named from :data:`OBJECTIVE_METRICS` and each is minimized or maximized (``goal``); searchers
-  always minimize, so a maximized metric is told as its negative.
+- Objectives are named from the metric table (:data:`rnc.platform.metrics.METRICS`) and each is minimized or
+  maximized (``goal``); searchers always minimize, so a maximized metric is told as its negative.
 - Constraints are told to searchers as violations, ``<= 0`` meaning satisfied (pymoo's convention):
   ``fit_budget`` (the compiled network fits the budget's crossbars), ``min_accuracy`` and ``max_latency_ns``.
 - ``hardware.budgets`` lists crossbar budgets (``HardwareConfig.crossbars``; ``0`` = unlimited) applied to the
@@ -25,42 +25,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rnc.errors import UserError, close_matches
+from rnc.platform.metrics import ACCURACY_OBJECTIVES, METRIC_BY_OBJECTIVE, OBJECTIVE_NAMES
+
 if TYPE_CHECKING:
     from rnc.simulator import HardwareConfig
-
-#: Objective name -> the candidate metric it reads (the metric names logged to MLflow, units in the name).
-OBJECTIVE_METRICS: dict[str, str] = {
-    "accuracy": "accuracy",
-    "hw_accuracy": "hw_accuracy",
-    "latency": "latency_ns",
-    "throughput": "throughput_ips",
-    "energy": "energy_uj",
-    "area": "area_mm2",
-    "edap": "edap",
-    "utilization": "utilization",
-    "crossbars_used": "crossbars_used",
-}
-
-#: The natural direction of every objective (used when ``goal`` is left out).
-DEFAULT_GOALS: dict[str, Literal["min", "max"]] = {
-    "accuracy": "max",
-    "hw_accuracy": "max",
-    "latency": "min",
-    "throughput": "max",
-    "energy": "min",
-    "area": "min",
-    "edap": "min",
-    "utilization": "max",
-    "crossbars_used": "min",
-}
-
-#: Objectives that need the supernet (accuracy evaluation); the others come from the simulator alone.
-ACCURACY_OBJECTIVES = frozenset({"accuracy", "hw_accuracy"})
 
 DEFAULT_CONFIG_NAME = "default.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An experiment configuration that cannot be used; the message names each field and the reason."""
 
 
@@ -69,23 +43,21 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    """One objective: a metric name from :data:`OBJECTIVE_METRICS` and whether it is minimized or maximized."""
+    """One objective: an objective name of the metric table and whether it is minimized or maximized."""
 
-    name: Literal[
-        "accuracy", "hw_accuracy", "latency", "throughput", "energy", "area", "edap", "utilization", "crossbars_used"
-    ]
+    name: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
     goal: Literal["min", "max"] | None = None
 
     @model_validator(mode="after")
     def _default_goal(self) -> Objective:
         if self.goal is None:
-            object.__setattr__(self, "goal", DEFAULT_GOALS[self.name])
+            object.__setattr__(self, "goal", METRIC_BY_OBJECTIVE[self.name].goal)
         return self
 
     @property
     def metric(self) -> str:
         """The candidate metric this objective reads (``latency`` -> ``latency_ns``)."""
-        return OBJECTIVE_METRICS[self.name]
+        return METRIC_BY_OBJECTIVE[self.name].name
 
     @property
     def sign(self) -> float:
@@ -279,16 +251,37 @@ class ExperimentConfig(_Strict):
         return [(s, b) for s in self.searchers for b in self.hardware.budgets]
 
     def with_overrides(
-        self, *, seed: int | None = None, tracking_uri: str | None = None, storage_path: str | None = None
+        self,
+        *,
+        seed: int | None = None,
+        tracking_uri: str | None = None,
+        storage_path: str | None = None,
+        budgets: list[int] | None = None,
+        evaluations: int | None = None,
+        sets: list[str] | None = None,
     ) -> ExperimentConfig:
-        """A validated copy with command-line overrides applied."""
+        """A validated copy with command-line overrides applied: the named ones, then every ``KEY=VALUE`` of
+        ``sets`` (``KEY`` a dotted field path such as ``search.batch_size``; ``VALUE`` read as YAML)."""
         data = self.model_dump()
-        if seed is not None:
-            data["seed"] = seed
-        if tracking_uri is not None:
-            data["tracking_uri"] = tracking_uri
-        if storage_path is not None:
-            data["storage_path"] = storage_path
+        named = {
+            ("seed",): seed,
+            ("tracking_uri",): tracking_uri,
+            ("storage_path",): storage_path,
+            ("hardware", "budgets"): budgets,
+            ("search", "evaluations"): evaluations,
+        }
+        for path, value in named.items():
+            if value is not None:
+                _set_path(data, path, value)
+        for item in sets or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.batch_size=8")
+            try:
+                value = yaml.safe_load(text) if text.strip() else None
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+            _set_path(data, tuple(key.strip().split(".")), value)
         return validate_config(data, where="command-line overrides")
 
     def to_yaml(self) -> str:
@@ -301,12 +294,11 @@ class ExperimentConfig(_Strict):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"experiment config {str(path)!r} does not exist (give a YAML file, e.g. examples/)")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of experiment fields at the top level")
+        from rnc.simulator.hardware import read_yaml_mapping
+
+        data = read_yaml_mapping(path, "experiment", ConfigError)
+        if not data:
+            raise ConfigError(f"{path}: the experiment file is empty; see examples/*.yaml for its fields")
         return validate_config(data, where=str(path))
 
     @classmethod
@@ -314,6 +306,18 @@ class ExperimentConfig(_Strict):
         """The embedded default: digits, ``mbv3`` at a small resolution, NSGA-II and Bayes over two budgets."""
         text = resources.files("rnc.platform").joinpath(DEFAULT_CONFIG_NAME).read_text()
         return validate_config(yaml.safe_load(text), where="embedded default config")
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if child is not None:
+                raise ConfigError(f"--set {'.'.join(path)}: {part!r} is not a group of fields")
+            child = node[part] = {}
+        node = child
+    node[path[-1]] = value
 
 
 def validate_config(data: dict[str, Any], *, where: str) -> ExperimentConfig:
@@ -326,9 +330,23 @@ def validate_config(data: dict[str, Any], *, where: str) -> ExperimentConfig:
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown field (check the spelling; see docs/platform.md for the fields)"
+                hint = close_matches(str(err["loc"][-1]), _all_field_names()) or " (check the spelling)"
+                msg = f"unknown field{hint}; see docs/platform.md for the fields"
             problems.append(f"{loc}: {msg}")
-        raise ConfigError(f"{where}: invalid experiment config:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(f"{where}: invalid experiment config: " + "; ".join(problems)) from None
+
+
+def _all_field_names() -> list[str]:
+    models = (ExperimentConfig, SpaceSpec, DatasetSpec, SupernetSpec, HardwareSpec, SearcherSpec, Objective,
+              Constraints, SearchSpec, PoolSpec)
+    return sorted({name for model in models for name in model.model_fields})
+
+
+def searcher_options(name: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """The searcher's options; NSGA-II's population defaults to the batch size, so a batch is a generation."""
+    if name == "nsga2" and "pop_size" not in options:
+        return {**options, "pop_size": int(batch_size)}
+    return dict(options)
 
 
 def absolute_path(path: str | Path) -> Path:

@@ -38,20 +38,50 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rnc.platform.config import (
-    ACCURACY_OBJECTIVES,
-    ExperimentConfig,
-    absolute_path,
-    absolute_tracking_uri,
+from rnc.errors import UserError
+from rnc.platform.config import ExperimentConfig, absolute_path, absolute_tracking_uri, searcher_options
+from rnc.platform.metrics import ACCURACY_OBJECTIVES, simulator_metrics
+from rnc.platform.records import Candidate, ObjectiveRef, TrialPlan
+from rnc.platform.report import (
+    candidates_frame,
+    compute_fronts,
+    front_networks,
+    mlflow_runs_url,
+    mlflow_ui_command,
+    plot_fronts,
+    print_fronts,
 )
-from rnc.platform.report import candidates_frame, compute_fronts, mlflow_ui_command, plot_fronts, print_fronts
-from rnc.platform.tracking import TAG_PARETO_BUDGET, TAG_PARETO_GLOBAL
+from rnc.platform.tracking import TrackingSink
 
 PACKAGES = ("rnc-platform", "ray", "mlflow", "torch", "numpy", "numba", "pymoo", "optuna", "pydantic")
 
 
-class LaunchError(RuntimeError):
+class PhaseTimer:
+    """Wall seconds per phase of a launch: :meth:`lap` closes the phase running since the previous lap."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+class LaunchError(UserError, RuntimeError):
     """A launch that could not run or finish; the message says what failed and what to do."""
+
+
+class LaunchInterrupted(KeyboardInterrupt):
+    """A launch stopped by Ctrl-C (SIGINT) before every trial finished: runs marked KILLED, no final artifacts.
+
+    The CLI exits 130 and prints the ``--resume`` command (:attr:`launch_id` names the launch to resume)."""
+
+    def __init__(self, launch_id: str, unfinished: list[str]) -> None:
+        super().__init__(f"launch {launch_id} was interrupted; trials not finished: {', '.join(unfinished)}")
+        self.launch_id = launch_id
+        self.unfinished = unfinished
 
 
 @dataclass
@@ -179,10 +209,8 @@ def objective_bounds(
             if objective.name in ACCURACY_OBJECTIVES:
                 per_objective.append((-1.0, 0.0) if objective.goal == "max" else (0.0, 1.0))
                 continue
-            values = np.array(
-                [objective.sign * float(s[objective.metric]) for s in sims if s.get(objective.metric) is not None],
-                dtype=float,
-            )
+            measured = [simulator_metrics(s)[objective.metric] for s in sims]
+            values = np.array([objective.sign * v for v in measured if v is not None], dtype=float)
             values = values[np.isfinite(values)]
             if values.size == 0:
                 raise LaunchError(
@@ -196,13 +224,6 @@ def objective_bounds(
     return bounds
 
 
-def searcher_options(name: str, options: dict[str, Any], batch_size: int) -> dict[str, Any]:
-    """The searcher's options; NSGA-II's population defaults to the batch size, so a batch is a generation."""
-    if name == "nsga2" and "pop_size" not in options:
-        return {**options, "pop_size": int(batch_size)}
-    return dict(options)
-
-
 def trial_plans(
     config: ExperimentConfig,
     *,
@@ -211,45 +232,63 @@ def trial_plans(
     evaluators: list[str],
     tracker: str,
     bounds: dict[int, list[tuple[float, float]]],
-) -> list[dict[str, Any]]:
-    """The plain-data plan of every trial (``param_space`` of the Tuner; restored with it on resume)."""
+) -> list[TrialPlan]:
+    """The frozen plan of every trial (``param_space`` of the Tuner; restored with it on resume). Each budget's
+    hardware is validated and fingerprinted once, here."""
     from rnc.platform.tuning import trial_key, trial_seed
 
+    hardware = {b: config.hardware.for_budget(b) for b in config.hardware.budgets}
+    fingerprints = {b: hw.fingerprint() for b, hw in hardware.items()}
+    objectives = tuple(ObjectiveRef(o.metric, o.sign) for o in config.objectives)
     plans = []
     for index, (searcher, budget) in enumerate(config.grid()):
         plans.append(
-            {
-                "key": trial_key(searcher.name, budget),
-                "index": index,
-                "launch_id": launch_id,
-                "searcher": searcher.name,
-                "searcher_options": searcher_options(searcher.name, searcher.options, config.search.batch_size),
-                "budget": int(budget),
-                "seed": trial_seed(config.seed, index),
-                "eval_seed": int(config.seed),
-                "space": config.space.name,
-                "space_options": dict(config.space.options),
-                "hardware": config.hardware.for_budget(budget).model_dump(mode="json"),
-                "objectives": [{"name": o.name, "metric": o.metric, "sign": o.sign} for o in config.objectives],
-                "constraints": config.constraint_names,
-                "fit_budget": config.constraints.fit_budget,
-                "min_accuracy": config.constraints.min_accuracy,
-                "max_latency_ns": config.constraints.max_latency_ns,
-                "needs_accuracy": config.needs_accuracy,
-                "needs_hw_accuracy": config.needs_hw_accuracy,
-                "evaluations": config.search.evaluations,
-                "batch_size": config.search.batch_size,
-                "bounds": [list(b) for b in bounds[budget]],
-                "simulators": simulators,
-                "evaluators": evaluators,
-                "tracker": tracker,
-            }
+            TrialPlan(
+                key=trial_key(searcher.name, budget),
+                index=index,
+                launch_id=launch_id,
+                searcher=searcher.name,
+                searcher_options=searcher_options(searcher.name, searcher.options, config.search.batch_size),
+                budget=int(budget),
+                seed=trial_seed(config.seed, index),
+                eval_seed=int(config.seed),
+                space=config.space.name,
+                space_options=dict(config.space.options),
+                hardware=hardware[budget],
+                hardware_fingerprint=fingerprints[budget],
+                objectives=objectives,
+                constraints=tuple(config.constraint_names),
+                fit_budget=config.constraints.fit_budget,
+                min_accuracy=config.constraints.min_accuracy,
+                max_latency_ns=config.constraints.max_latency_ns,
+                needs_accuracy=config.needs_accuracy,
+                needs_hw_accuracy=config.needs_hw_accuracy,
+                evaluations=config.search.evaluations,
+                batch_size=config.search.batch_size,
+                bounds=tuple((float(lo), float(hi)) for lo, hi in bounds[budget]),
+                simulators=tuple(simulators),
+                evaluators=tuple(evaluators),
+                tracker=tracker,
+            )
         )
     return plans
 
 
 # -- the launch ------------------------------------------------------------------------------------------------
 def run_launch(
+    config: ExperimentConfig, *, resume: bool = False, checked: Any = None, **options: Any
+) -> LaunchResult:
+    """Run (or resume) one launch: :func:`rnc.platform.preflight.preflight` first (nothing is started or written
+    when it fails; ``checked``: its result when the caller already ran it), then the launch under the experiment's
+    lock (a second launch into the same storage is refused). ``options`` are those of :func:`_run_launch`."""
+    from rnc.platform.preflight import launch_lock, preflight
+
+    checked = checked if checked is not None else preflight(config, resume=resume)
+    with launch_lock(checked.storage_path, config.name):
+        return _run_launch(config, resume=resume, **options)
+
+
+def _run_launch(
     config: ExperimentConfig,
     *,
     address: str | None = None,
@@ -263,13 +302,21 @@ def run_launch(
 
     from rnc.platform import cluster
     from rnc.platform.actors import ActorPools, default_pool_sizes, local_cpu_count, start_pools
-    from rnc.platform.tracking import start_tracking_writer, tracking_actor_name
-    from rnc.platform.tuning import PROGRESS_SINKS, build_tuner, load_checkpoint_candidates, restore_tuner
+    from rnc.platform.tracking import start_tracking_sink, tracking_actor_name
+    from rnc.platform.tuning import (
+        PROGRESS_SINKS,
+        build_tuner,
+        load_checkpoint_candidates,
+        load_plans,
+        restore_tuner,
+        save_plans,
+    )
     from rnc.search.searchers import SEARCHERS
     from rnc.search.spaces import get_space
 
     console = console or Console()
     t_start = time.perf_counter()
+    timer = PhaseTimer()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the rich progress below replaces Tune's console output
     for searcher in config.searchers:
         if searcher.name not in SEARCHERS:
@@ -303,7 +350,9 @@ def run_launch(
     )
     local_logical = max(cpus, math.ceil(need))
 
+    timer.lap("prepare_s")
     with ray_session(address, local_cpus=local_logical):
+        timer.lap("ray_start_s")
         cluster.check_multinode_settings(
             storage_path=str(storage_path), tracking_uri=tracking_uri, supernet_cache_dir=str(cache_dir)
         )
@@ -316,11 +365,14 @@ def run_launch(
             simulator_cpus=config.pools.simulator_cpus,
             evaluator_cpus=config.pools.evaluator_cpus,
         )
+        where = (
+            f"local Ray on {cpus} cores" if address is None else f"Ray cluster {int(resources.get('CPU', 0))} CPUs"
+        )
         console.print(
             f"[bold]launch[/] {launch_id}{' (resumed)' if resume else ''}: {n_trials} trials "
             f"({', '.join(s.name for s in config.searchers)} x budgets {config.hardware.budgets}), "
-            f"{config.search.evaluations} evaluations each; Ray {int(resources.get('CPU', 0))} CPUs, "
-            f"{int(resources.get('GPU', 0))} GPUs; {sizes.simulators} simulators, {sizes.evaluators} evaluators"
+            f"{config.search.evaluations} networks each; {where}, {int(resources.get('GPU', 0))} GPUs; "
+            f"{sizes.simulators} simulators, {sizes.evaluators} evaluators"
         )
         checkpoint_dir = None
         if config.needs_accuracy:
@@ -335,8 +387,10 @@ def run_launch(
                 )
             )
 
-        tracker = start_tracking_writer(tracking_uri, config.name, launch_id)
-        launch_run_id = ray.get(tracker.start_launch.remote(launch_id, launch_id, config.to_yaml(), provenance_tags()))
+        sink = start_tracking_sink(tracking_uri, config.name, launch_id)
+        tracker: TrackingSink = sink
+        timer.lap("supernet_s")
+        launch_run_id = tracker.start_launch(launch_id, launch_id, config.to_yaml(), provenance_tags())
         simulators, evaluators = start_pools(
             launch_id,
             sizes,
@@ -352,13 +406,18 @@ def run_launch(
         sim_names = simulator_names(launch_id, sizes.simulators)
         eval_names = evaluator_names(launch_id, sizes.evaluators)
         status = "FAILED"
+        plans_path = experiment_dir / f"{launch_id}.plans.pkl"
+        timer.lap("actors_start_s")
         try:
             t_tune = time.perf_counter()
             if resume:
-                tuner = restore_tuner(str(experiment_path), trial_cpus=config.pools.trial_cpus)
+                tuner = restore_tuner(
+                    str(experiment_path), trial_cpus=config.pools.trial_cpus, plans=load_plans(plans_path)
+                )
             else:
                 driver_pools = ActorPools(sim_names, [])
                 bounds = objective_bounds(config, space, driver_pools, hw_for_budget)
+                timer.lap("reference_samples_s")
                 plans = trial_plans(
                     config,
                     launch_id=launch_id,
@@ -367,6 +426,7 @@ def run_launch(
                     tracker=tracking_actor_name(launch_id),
                     bounds=bounds,
                 )
+                save_plans(plans, plans_path)
                 tuner = build_tuner(
                     plans,
                     run_name=launch_id,
@@ -378,27 +438,30 @@ def run_launch(
             tune_started = time.monotonic()
             results = _fit_with_progress(tuner, config, launch_id, console, show_progress, PROGRESS_SINKS)
             tune_ended = time.monotonic()
+            timer.lap("tune_fit_s")
             tune_s = time.perf_counter() - t_tune
-            records, errors = [], []
+            records: list[Candidate] = []
+            errors, unfinished = [], []
             for result in results:
-                key = result.config["trial"]["key"]
+                point = result.config["trial"]  # tuning.tune_point
+                key = point["key"]
                 if result.error is not None:
                     errors.append(f"{key}: {result.error}")
                     continue
+                if not (result.metrics or {}).get("trial_complete"):
+                    unfinished.append(key)  # stopped by Tune on SIGINT (or never started): resumable
                 if result.checkpoint is None:
-                    errors.append(f"{key}: finished without a checkpoint")
+                    if key not in unfinished:
+                        errors.append(f"{key}: finished without a checkpoint")
                     continue
                 trial_records = load_checkpoint_candidates(result.checkpoint)
                 records.extend(trial_records)
                 # trials finished before an interruption are not re-run on resume: make sure the tracker holds
                 # every checkpointed candidate (it skips the ones MLflow already has)
-                plan = result.config["trial"]
-                ray.get(
-                    tracker.start_trial.remote(
-                        key, plan["searcher"], plan["budget"], {"seed": plan["seed"], **plan["searcher_options"]}
-                    )
-                )
-                ray.get(tracker.log_candidates.remote(key, trial_records))
+                tracker.start_trial(key, point["searcher"], point["budget"], point["params"])
+                tracker.log_candidates(key, trial_records)
+            if unfinished and not errors:  # Tune stops gracefully on SIGINT and returns what it has
+                raise LaunchInterrupted(launch_id, unfinished)
             if errors:
                 raise LaunchError(
                     "trials failed:\n  " + "\n  ".join(errors) + f"\nfix the cause, then resume with --resume "
@@ -406,24 +469,41 @@ def run_launch(
                 )
             objectives = [(o.metric, o.goal) for o in config.objectives]
             df = compute_fronts(candidates_frame(records), objectives)
+            if config.needs_accuracy and not config.needs_hw_accuracy and eval_names:
+                df = front_hw_accuracy(df, space, ActorPools(sim_names, eval_names), hw_for_budget, config.seed)
+                tracker.log_candidate_metrics(
+                    {r.candidate_id: {"hw_accuracy": r.hw_accuracy} for r in df.itertuples() if pd.notna(r.hw_accuracy)}
+                )
             _finish_tracking(tracker, df, objectives, config, simulators[0], hw_for_budget, launch_id)
+            timer.lap("fronts_and_artifacts_s")
             status = "FINISHED"
             sim_stats = ray.get([s.stats.remote() for s in simulators])
             eval_stats = ray.get([e.stats.remote() for e in evaluators])
-            tracker_stats = ray.get(tracker.stats.remote())
+            tracker_stats = tracker.stats()
+        except KeyboardInterrupt as exc:
+            status = "KILLED"
+            if isinstance(exc, LaunchInterrupted):
+                raise
+            raise LaunchInterrupted(launch_id, ["all"]) from None
         finally:
             with contextlib.suppress(Exception):
-                ray.get(tracker.end_launch.remote(status))
-            for actor in [*simulators, *evaluators, tracker]:
+                tracker.end_launch(status)
+            for actor in [*simulators, *evaluators, sink.actor]:
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
 
-    wall_s = time.perf_counter() - t_start
+    timer.lap("ray_stop_s")
     print_fronts(df, objectives, console)
     console.print(
-        f"{len(df)} candidates ({int(df.feasible.sum())} feasible) in {wall_s:.1f} s; MLflow experiment "
-        f"{config.name!r}, launch run {launch_run_id}.\nOpen them with:\n  [bold]{mlflow_ui_command(tracking_uri)}[/]"
+        f"{len(df)} networks ({int(df.feasible.sum())} feasible) in {time.perf_counter() - t_start:.1f} s; MLflow "
+        f"experiment "
+        f"{config.name!r}, launch run {launch_run_id}.\nOpen them in the MLflow UI:\n"
+        f"  [bold]{mlflow_ui_command(tracking_uri)}[/]\nthen "
+        f"{mlflow_runs_url(str(tracker_stats['experiment_id']))}",
+        soft_wrap=True,
     )
+    timer.lap("print_s")
+    wall_s = time.perf_counter() - t_start
     return LaunchResult(
         launch_id=launch_id,
         experiment_name=config.name,
@@ -435,6 +515,7 @@ def run_launch(
         wall_s=wall_s,
         stats={
             "tune_s": tune_s,
+            "phases_s": dict(timer.phases),
             "simulators": sim_stats,
             "evaluators": eval_stats,
             "tracking": tracker_stats,
@@ -491,9 +572,10 @@ def ensure_supernet_remote(
 
     With GPUs, or on a cluster (``--address``), training runs on Ray Train workers
     (:func:`rnc.platform.training.ray_train_fn`: one worker per GPU, or two CPU workers); on a local CPU-only Ray
-    it runs in one Ray task, so the driver stays free for the progress display.
+    it runs in one Ray task, so the driver stays free for the progress display: epochs, training loss and the
+    estimated time left, from the per-epoch reports the task sends through a ``ray.util.queue.Queue`` (one line
+    per epoch when the output is not a terminal).
     """
-    import ray
 
     from rnc.search.supernet import ensure_supernet
 
@@ -508,32 +590,112 @@ def ensure_supernet_remote(
     }
     gpus = int(resources.get("GPU", 0))
     t0 = time.perf_counter()
-    with console.status(f"supernet for {config.space.name} on {config.dataset.name} (cached under {cache_dir})"):
-        if gpus or on_cluster:
-            from rnc.platform.training import ray_train_fn
+    what = f"supernet {config.space.name} on {config.dataset.name}"
+    if gpus or on_cluster:
+        from rnc.platform.training import ray_train_fn
 
+        with console.status(f"{what}: from the cache under {cache_dir}, or training {config.supernet.epochs} epochs"):
             train_fn = ray_train_fn(num_workers=gpus or 2, use_gpu=bool(gpus), storage_path=train_storage)
             path = ensure_supernet(
                 config.space.name, dict(config.space.options), config.dataset.name, train_fn=train_fn, **kwargs
             )
-        else:
-            task = ray.remote(num_cpus=1)(_ensure_supernet_task)
-            path = ray.get(task.remote(config.space.name, dict(config.space.options), config.dataset.name, kwargs))
-    console.print(f"supernet checkpoint {path} ({time.perf_counter() - t0:.1f} s)")
+        epochs_seen = -1
+    else:
+        path, epochs_seen = _supernet_task_with_progress(config, kwargs, console, what)
+    how = "found in the cache" if epochs_seen == 0 else "trained"
+    console.print(f"{what}: {how}, {path} ({time.perf_counter() - t0:.1f} s)")
     return Path(path)
 
 
-def _ensure_supernet_task(space_name: str, space_options: dict[str, Any], dataset: str, kwargs: dict[str, Any]) -> str:
+def _supernet_task_with_progress(
+    config: ExperimentConfig, kwargs: dict[str, Any], console: Console, what: str
+) -> tuple[str, int]:
+    """Run :func:`_ensure_supernet_task` in a Ray task and show its per-epoch reports; returns the checkpoint path
+    and the number of epochs reported (0: found in the cache)."""
+    import ray
+    from ray.util.queue import Queue
+    from rich.progress import TimeRemainingColumn
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    task = ray.remote(num_cpus=1)(_ensure_supernet_task)
+    ref = task.remote(config.space.name, dict(config.space.options), config.dataset.name, kwargs, queue)
+    epochs = int(config.supernet.epochs)
+    plain = not console.is_terminal
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs {task.fields[loss]}"),
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console, disable=plain,
+    )
+    seen = 0
+    started = time.perf_counter()
+    try:
+        with progress:
+            bar = progress.add_task(f"{what} (cache, else train)", total=epochs, loss="")
+            done = False
+            while not done:
+                done = bool(ray.wait([ref], timeout=0.5)[0])
+                while not queue.empty():
+                    report = queue.get_nowait()
+                    seen = int(report["epoch"])
+                    loss = f"loss {report['train_loss']:.3f}, train accuracy {report['train_accuracy']:.1%}"
+                    progress.update(bar, completed=seen, loss=loss, description=f"{what} (training)")
+                    if plain:
+                        elapsed = time.perf_counter() - started
+                        left = elapsed / seen * (epochs - seen)
+                        console.print(
+                            f"{what}: epoch {seen}/{epochs}, {loss}, {elapsed:.0f} s elapsed, about {left:.0f} s left"
+                        )
+        return ray.get(ref), seen
+    finally:
+        queue.shutdown()
+
+
+def _ensure_supernet_task(
+    space_name: str, space_options: dict[str, Any], dataset: str, kwargs: dict[str, Any], queue: Any = None
+) -> str:
     import torch
 
     from rnc.search.supernet import ensure_supernet
+    from rnc.search.supernet.training import train_from_spec
 
     torch.set_num_threads(1)
-    return str(ensure_supernet(space_name, space_options, dataset, **kwargs))
+
+    def train(spec: Any, out_dir: Path) -> None:
+        def report(metrics: dict[str, Any]) -> None:
+            if queue is not None:
+                queue.put({k: metrics[k] for k in ("epoch", "train_loss", "train_accuracy")})
+
+        train_from_spec(spec, out_dir, progress=False, report=report)
+
+    return str(ensure_supernet(space_name, space_options, dataset, train_fn=train, **kwargs))
+
+
+def front_hw_accuracy(
+    df: pd.DataFrame, space: Any, pools: Any, hw_for_budget: dict[int, Any], seed: int
+) -> pd.DataFrame:
+    """``df`` with ``hw_accuracy`` (accuracy under the crossbar non-idealities of the candidate's budget hardware)
+    filled for the front members, when no objective asked for it during the search: one evaluation per front
+    network and budget. Other candidates keep it empty (measuring it costs a few forward passes each)."""
+    out = df.copy()
+    front = out[(out.pareto_budget | out.pareto_global) & out.accuracy.notna()]
+    firsts = front_networks(front)
+    if firsts.empty:
+        return out
+    genomes = [json.loads(g) for g in firsts.genome]
+    budgets = [int(b) for b in firsts.budget]
+    hws = [space.hardware_for(np.asarray(g), hw_for_budget[b]) for g, b in zip(genomes, budgets, strict=True)]
+    results = pools.evaluate(genomes, hws, seed)
+    by_network = {
+        (int(b), k): r.get("hw_accuracy") for b, k, r in zip(firsts.budget, firsts.network_key, results, strict=True)
+    }
+    for i in front.index:
+        value = by_network.get((int(out.at[i, "budget"]), out.at[i, "network_key"]))
+        if value is not None:
+            out.at[i, "hw_accuracy"] = float(value)
+    return out
 
 
 def _finish_tracking(
-    tracker: Any,
+    tracker: TrackingSink,
     df: pd.DataFrame,
     objectives: list[tuple[str, str]],
     config: ExperimentConfig,
@@ -541,17 +703,16 @@ def _finish_tracking(
     hw_for_budget: dict[int, Any],
     launch_id: str,
 ) -> None:
-    """Pareto tags, then artifacts: candidates, front plots, best genomes with their mapping plans, summary."""
+    """Front membership (0/1 metrics), then artifacts: candidates, front plots, the front networks with their
+    compiled mapping plans (also attached to each front member's own run as ``plan.json``), summary."""
     import ray
 
-    ray.get(tracker.flush.remote())
-    ray.get(
-        tracker.mark_pareto.remote(
-            {
-                TAG_PARETO_BUDGET: df.loc[df.pareto_budget, "candidate_id"].tolist(),
-                TAG_PARETO_GLOBAL: df.loc[df.pareto_global, "candidate_id"].tolist(),
-            }
-        )
+    tracker.flush()
+    tracker.mark_pareto(
+        {
+            cid: (bool(b), bool(g))
+            for cid, b, g in zip(df.candidate_id, df.pareto_budget, df.pareto_global, strict=True)
+        }
     )
     files: dict[str, bytes] = {"candidates.csv": df.to_csv(index=False).encode()}
     import io
@@ -560,26 +721,30 @@ def _finish_tracking(
     df.to_parquet(buf, index=False)
     files["candidates.parquet"] = buf.getvalue()
     files.update(plot_fronts(df, objectives))
-    best = df[df.pareto_budget | df.pareto_global].drop_duplicates(["budget", "genome_key"])
-    rows = best.to_dict("records")
+    rows = front_networks(df[df.pareto_budget | df.pareto_global]).to_dict("records")
     plans = ray.get(
         [simulator.plan.remote(json.loads(row["genome"]), hw_for_budget[int(row["budget"])]) for row in rows]
     )
     metric_cols = [c for c in df.columns if c in {m for m, _ in objectives} or c in ("crossbars_used", "utilization")]
-    best_json = [
-        {
+    best_json = []
+    for row, plan in zip(rows, plans, strict=True):
+        entry = {
             "candidate_id": row["candidate_id"],
             "searcher": row["searcher"],
             "budget": int(row["budget"]),
+            "network_key": row["network_key"],
+            "label": row["label"],
             "genome": json.loads(row["genome"]),
-            "genes": {c.removeprefix("gene."): row[c] for c in df.columns if c.startswith("gene.")},
+            "genes": {k.removeprefix("gene."): v for k, v in row.items() if k.startswith("gene.") and pd.notna(v)},
             "metrics": {c: _json_float(row[c]) for c in metric_cols},
             "pareto_budget": bool(row["pareto_budget"]),
             "pareto_global": bool(row["pareto_global"]),
             "plan": plan,
         }
-        for row, plan in zip(rows, plans, strict=True)
-    ]
+        best_json.append(entry)
+        tracker.log_candidate_artifacts(
+            row["candidate_id"], {"plan.json": json.dumps(entry, indent=1, default=_json_default).encode()}
+        )
     files["best_genomes.json"] = json.dumps(best_json, indent=1, default=_json_default).encode()
     summary = {
         "launch_id": launch_id,
@@ -592,18 +757,12 @@ def _finish_tracking(
         "global_front_size": int(df.pareto_global.sum()),
     }
     files["summary.json"] = json.dumps(summary, indent=2).encode()
-    ray.get(tracker.log_artifacts.remote(files))
-    ray.get(
-        tracker.log_launch_metrics.remote(
-            {
-                "candidates": len(df),
-                "feasible": int(df.feasible.sum()),
-                "global_front_size": int(df.pareto_global.sum()),
-            }
-        )
+    tracker.log_artifacts(files)
+    tracker.log_launch_metrics(
+        {"candidates": len(df), "feasible": int(df.feasible.sum()), "global_front_size": int(df.pareto_global.sum())}
     )
     for key in df.trial.unique():
-        ray.get(tracker.end_trial.remote(str(key)))
+        tracker.end_trial(str(key))
 
 
 def _json_float(value: Any) -> float | None:

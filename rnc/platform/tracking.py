@@ -1,29 +1,36 @@
-"""MLflow tracking through one ``TrackingWriter`` Ray actor that batches every write of a launch.
+"""Tracking: the :class:`TrackingSink` protocol the launch writes to, and its MLflow implementation.
 
-Run hierarchy (one MLflow experiment per config name):
+:class:`MlflowSink` batches every MLflow write of a launch; the launch runs it as one Ray actor
+(:func:`start_tracking_sink`) and talks to it through :class:`RemoteSink`, which implements the same protocol.
+
+Run hierarchy (one MLflow experiment per config name, tagged ``mlflow.experimentKind =
+custom_model_development`` so that the MLflow 3 UI opens it on its runs table rather than the GenAI overview):
 
 - a **launch** run (parent): the config as artifact, git revision, package versions; final artifacts;
 - a **trial** run per (searcher, crossbar budget), child of the launch: per-generation hypervolume and counts;
-- a **candidate** run per evaluated candidate, child of its trial: genes as params, and the metrics
-  :data:`CANDIDATE_METRICS` (``accuracy``, ``hw_accuracy``, ``latency_ns``, ``throughput_ips``, ``energy_uj``,
-  ``area_mm2``, ``edap``, ``utilization``, ``crossbars_used``, ``feasible``) as plain metrics, so the MLflow UI
-  shows them as columns and in parallel-coordinates and scatter plots without set-up. Members of the final
-  Pareto fronts carry the tags ``pareto_budget = "true"`` (front of their budget) and ``pareto_global = "true"``
-  (front across budgets).
+- a **candidate** run per evaluated network, child of its trial, named for its searcher, budget and network
+  (``Candidate.run_name``): its active genes as params (``Candidate.to_params``), its metrics from the metric
+  table (:mod:`rnc.platform.metrics`) rounded to the table's significant digits plus ``feasible`` (0/1), and,
+  once the fronts are known, ``pareto_budget`` and ``pareto_global`` as 0/1 metrics (columns that sort and
+  filter: ``metrics.pareto_budget = 1``).
 
 Why one actor: SQLite takes one writer at a time, so concurrent trials writing directly would contend on the
 database lock; one actor serializes and batches the writes (a tracking server could take more, and the same
 actor talks to it through the REST client).
 
-Speed: ``MlflowClient.create_run`` + ``log_batch`` + ``set_terminated`` cost about 25 ms per run against a
-SQLite file (``log_batch`` alone commits four transactions). For SQL stores (``sqlite://``, ``postgresql://``,
-``mysql://``) candidate runs are therefore written in bulk -- one transaction per flush -- as the rows
-``create_run``/``log_batch`` would write, through MLflow's own ORM models (``mlflow.store.tracking.dbmodels``);
-other stores (``http(s)://`` servers, ``databricks``) use ``MlflowClient.log_batch`` per run from a thread pool.
-Launch and trial runs always use the public client.
+Speed, and why SQL stores use MLflow's private store: the public path (``MlflowClient.create_run`` +
+``log_batch`` + ``set_terminated``, one run at a time; MLflow has no public call that creates many runs) costs
+about 24 ms per candidate run against a SQLite file (``log_batch`` alone commits four transactions), i.e. 24 s
+per 1,000 candidates, several times the compile time of those candidates (3-5 ms each). For SQL stores
+(``sqlite://``, ``postgresql://``, ``mysql://``) candidate runs are therefore written in bulk, one transaction
+per flush, as the rows the public calls would write, through MLflow's own ORM models
+(``mlflow.store.tracking.dbmodels``) on the client's store (``MlflowClient._tracking_client.store``, private
+API): 1.7-3.5 ms per candidate (benchmarks/RESULTS.md). ``tests/platform/test_tracking_platform.py`` writes the
+same candidates both ways and compares what the public ``search_runs`` returns. Other stores (``http(s)://``
+servers, ``databricks``) use the public path from a thread pool.
 
 Idempotence: every candidate run carries its ``candidate_id`` tag; a resumed launch re-sends the candidates of
-its checkpoints and the writer skips the ids MLflow already holds, so none is lost and none duplicated.
+its checkpoints and the sink skips the ids MLflow already holds, so none is lost and none duplicated.
 """
 
 from __future__ import annotations
@@ -35,24 +42,25 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-import ray
+from rnc.platform.metrics import METRIC_BY_NAME, METRIC_NAMES
+from rnc.platform.records import Candidate
 
-from rnc.platform.report import METRIC_COLUMNS
-
-#: Metrics logged on every candidate run (units in the names); missing ones (no accuracy for a candidate that
-#: failed its hardware constraints) are left out rather than logged as NaN.
-CANDIDATE_METRICS = (*METRIC_COLUMNS, "feasible")
+#: Metrics logged on every candidate run (the metric table's names, units in the names) and ``feasible``;
+#: missing ones (no accuracy for a candidate that failed its hardware constraints) are left out, not NaN.
+CANDIDATE_METRICS = (*METRIC_NAMES, "feasible")
+#: 0/1 metrics of front membership, set once the fronts are known.
+PARETO_METRICS = ("pareto_budget", "pareto_global")
 
 TAG_KIND = "rnc.kind"  # launch | trial | candidate
 TAG_CANDIDATE = "rnc.candidate_id"
 TAG_TRIAL = "rnc.trial"
 TAG_LAUNCH = "rnc.launch_id"
-TAG_PARETO_BUDGET = "pareto_budget"
-TAG_PARETO_GLOBAL = "pareto_global"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # the MLflow 3 UI opens such experiments on the runs table
 
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -72,40 +80,73 @@ def default_artifact_location(tracking_uri: str, experiment_name: str) -> str | 
     return None
 
 
-def candidate_metrics(record: Mapping[str, Any]) -> dict[str, float]:
-    """The finite :data:`CANDIDATE_METRICS` of a candidate record (``feasible`` as 0/1)."""
+def candidate_metrics(candidate: Candidate) -> dict[str, float]:
+    """The finite metrics of a candidate rounded to the metric table's significant digits, and ``feasible``
+    (0/1)."""
     out: dict[str, float] = {}
-    for key in CANDIDATE_METRICS:
-        value = record.get(key)
-        if value is None:
-            continue
-        value = float(value)
-        if math.isfinite(value):
-            out[key] = value
+    for name in METRIC_NAMES:
+        value = candidate.value(name)
+        if value is not None:
+            out[name] = METRIC_BY_NAME[name].rounded(value)
+    out["feasible"] = 1.0 if candidate.feasible else 0.0
     return out
 
 
-def candidate_params(record: Mapping[str, Any]) -> dict[str, str]:
-    """Genes as params (``gene name -> chosen value``) plus the genome key, searcher and budget."""
-    params = {str(k): str(v) for k, v in record.get("genes", {}).items()}
-    params["genome"] = str(record["genome_key"])
-    params["searcher"] = str(record["searcher"])
-    params["budget"] = str(record["budget"])
-    return params
+@runtime_checkable
+class TrackingSink(Protocol):
+    """Where a launch records its runs: one launch run, a run per trial, a run per candidate.
+
+    Implementations: :class:`MlflowSink` (in-process) and :class:`RemoteSink` (an ``MlflowSink`` in a Ray actor).
+    Candidate ids already held are skipped (resume), so sending a candidate twice records it once.
+    """
+
+    def start_launch(self, launch_id: str, run_name: str, config_yaml: str, tags: Mapping[str, str]) -> str: ...
+
+    def start_trial(self, trial_key: str, searcher: str, budget: int, params: Mapping[str, Any]) -> str: ...
+
+    def log_candidates(self, trial_key: str, candidates: Sequence[Candidate]) -> Any: ...
+
+    def log_trial_metrics(self, trial_key: str, step: int, metrics: Mapping[str, float]) -> Any: ...
+
+    def mark_pareto(self, members: Mapping[str, tuple[bool, bool]]) -> int: ...
+
+    def log_candidate_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None: ...
+
+    def log_artifacts(self, files: Mapping[str, bytes], run: str = "launch") -> None: ...
+
+    def log_candidate_artifacts(self, candidate_id: str, files: Mapping[str, bytes]) -> None: ...
+
+    def log_launch_metrics(self, metrics: Mapping[str, float]) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def end_trial(self, trial_key: str, status: str = "FINISHED") -> None: ...
+
+    def end_launch(self, status: str = "FINISHED") -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
-class TrackingWriter:
-    """Batches the MLflow writes of one launch. Use as a Ray actor (:func:`start_tracking_writer`).
+class MlflowSink:
+    """The MLflow :class:`TrackingSink`: batches the MLflow writes of one launch.
 
     Args:
         tracking_uri: MLflow tracking URI (``sqlite:////abs/path.db``, ``http://host:5000``, ...).
         experiment_name: the MLflow experiment (the config's ``name``).
         flush_every: buffered candidate runs that trigger a write.
         flush_interval_s: a write also happens when the oldest buffered candidate waited this long.
+        bulk: write candidate runs of SQL stores in bulk (see the module docstring); ``False`` forces the public
+            client path.
     """
 
     def __init__(
-        self, tracking_uri: str, experiment_name: str, *, flush_every: int = 256, flush_interval_s: float = 2.0
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        *,
+        flush_every: int = 256,
+        flush_interval_s: float = 2.0,
+        bulk: bool = True,
     ) -> None:
         import logging
 
@@ -121,20 +162,25 @@ class TrackingWriter:
         experiment = self.client.get_experiment_by_name(experiment_name)
         if experiment is None:
             self.experiment_id = self.client.create_experiment(
-                experiment_name, artifact_location=default_artifact_location(tracking_uri, experiment_name)
+                experiment_name,
+                artifact_location=default_artifact_location(tracking_uri, experiment_name),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
             )
         else:
             self.experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self.experiment_name = experiment_name
         self.launch_run_id: str | None = None
         self.trial_runs: dict[str, str] = {}
         self.candidate_runs: dict[str, str] = {}  # candidate_id -> run id (written or buffered)
-        self._buffer: list[tuple[str, dict[str, Any]]] = []  # (trial run id, record)
+        self.hollow_repaired = 0  # incomplete candidate runs found on resume, deleted and written again
+        self._buffer: list[tuple[str, Candidate]] = []  # (trial run id, candidate)
         self._buffer_since: float | None = None
-        self.write_s = 0.0  # every MLflow call of this writer
+        self.write_s = 0.0  # every MLflow call of this sink
         self.candidate_write_s = 0.0  # writing candidate runs only
         self.candidates_written = 0
-        self._sql_store = self._bulk_store()
+        self._sql_store = self._bulk_store() if bulk else None
         self._pool = ThreadPoolExecutor(max_workers=8) if self._sql_store is None else None
 
     # -- runs ---------------------------------------------------------------------------------------
@@ -178,6 +224,12 @@ class TrackingWriter:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             for run in self._search_all(f"tags.`{PARENT_TAG}` = '{run_id}' and tags.`{TAG_KIND}` = 'candidate'"):
+                if run.info.status != "FINISHED" or not run.data.metrics or not run.data.params:
+                    # a hollow run (a write cut short by a crash or an outage): not trusted; deleted so that the
+                    # resumed launch writes the candidate again, whole
+                    self.client.delete_run(run.info.run_id)
+                    self.hollow_repaired += 1
+                    continue
                 self.candidate_runs[run.data.tags[TAG_CANDIDATE]] = run.info.run_id
         else:
             run = self.client.create_run(
@@ -202,7 +254,7 @@ class TrackingWriter:
         prefix = f"{trial_key}/"
         return sorted(c for c in self.candidate_runs if c.startswith(prefix))
 
-    def log_candidates(self, trial_key: str, records: Sequence[Mapping[str, Any]]) -> int:
+    def log_candidates(self, trial_key: str, candidates: Sequence[Candidate]) -> int:
         """Buffer candidate runs (skipping ids already held); write when the buffer is full or old enough.
 
         Returns the number of new candidates accepted.
@@ -211,12 +263,11 @@ class TrackingWriter:
         if run_id is None:
             raise RuntimeError(f"trial {trial_key!r} was not started (call start_trial first)")
         new = 0
-        for record in records:
-            cid = str(record["candidate_id"])
-            if cid in self.candidate_runs:
+        for candidate in candidates:
+            if candidate.candidate_id in self.candidate_runs:
                 continue
-            self.candidate_runs[cid] = uuid.uuid4().hex
-            self._buffer.append((run_id, dict(record)))
+            self.candidate_runs[candidate.candidate_id] = uuid.uuid4().hex
+            self._buffer.append((run_id, candidate))
             new += 1
         if new and self._buffer_since is None:
             self._buffer_since = time.monotonic()
@@ -244,6 +295,9 @@ class TrackingWriter:
 
     def end_launch(self, status: str = "FINISHED") -> None:
         self.flush()
+        if status != "FINISHED":  # an interrupted or failed launch leaves no trial run RUNNING
+            for run_id in self.trial_runs.values():
+                self.client.set_terminated(run_id, status=status)
         if self.launch_run_id is not None:
             self.client.set_terminated(self.launch_run_id, status=status)
 
@@ -263,25 +317,64 @@ class TrackingWriter:
         self.candidates_written += len(batch)
         return len(batch)
 
-    def mark_pareto(self, members: Mapping[str, Sequence[str]]) -> int:
-        """Tag front members: ``members`` maps a tag (``pareto_budget``/``pareto_global``) to candidate ids."""
+    def mark_pareto(self, members: Mapping[str, tuple[bool, bool]]) -> int:
+        """Front membership as 0/1 metrics ``pareto_budget``/``pareto_global``: ``members`` maps a candidate id to
+        (on its budget's front, on the front across budgets); later calls replace earlier values. Returns the
+        number of runs marked."""
         self.flush()
         t0 = time.perf_counter()
-        pairs = [(self.candidate_runs[cid], tag) for tag, cids in members.items() for cid in cids]
+        ts = int(time.time() * 1000)
+        rows = [
+            (self.candidate_runs[cid], {PARETO_METRICS[0]: float(on_budget), PARETO_METRICS[1]: float(on_global)})
+            for cid, (on_budget, on_global) in members.items()
+        ]
         if self._sql_store is not None:
-            from mlflow.store.tracking.dbmodels.models import SqlTag
+            from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 
             with self._sql_store.ManagedSessionMaker(read_only=False) as session:
-                for run_id, tag in pairs:
-                    session.merge(SqlTag(key=tag, value="true", run_uuid=run_id))
+                for run_id, values in rows:
+                    for key, value in values.items():
+                        fields = {"key": key, "value": value, "timestamp": ts, "step": 0, "is_nan": False}
+                        session.merge(SqlMetric(run_uuid=run_id, **fields))
+                        session.merge(SqlLatestMetric(run_uuid=run_id, **fields))
         else:
-            list(self._pool.map(lambda p: self.client.set_tag(p[0], p[1], "true"), pairs))
+            from mlflow.entities import Metric
+
+            def log(row: tuple[str, dict[str, float]]) -> None:
+                self.client.log_batch(row[0], metrics=[Metric(k, v, ts, 0) for k, v in row[1].items()])
+
+            list(self._pool.map(log, rows))
         self.write_s += time.perf_counter() - t0
-        return len(pairs)
+        return len(rows)
+
+    def log_candidate_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        """Add metrics measured after the search (``hw_accuracy`` of front members) to candidate runs:
+        ``metrics`` maps a candidate id to ``{metric: value}`` (rounded like every candidate metric)."""
+        from mlflow.entities import Metric
+
+        self.flush()
+        t0 = time.perf_counter()
+        ts = int(time.time() * 1000)
+        for cid, values in metrics.items():
+            rows = [
+                Metric(k, METRIC_BY_NAME[k].rounded(float(v)) if k in METRIC_BY_NAME else float(v), ts, 0)
+                for k, v in values.items()
+                if math.isfinite(float(v))
+            ]
+            if rows:
+                self.client.log_batch(self.candidate_runs[cid], metrics=rows)
+        self.write_s += time.perf_counter() - t0
 
     def log_artifacts(self, files: Mapping[str, bytes], run: str = "launch") -> None:
         """Log ``{relative path: content}`` as artifacts of the launch run (or of trial ``run``)."""
-        run_id = self.launch_run_id if run == "launch" else self.trial_runs[run]
+        self._log_files(self.launch_run_id if run == "launch" else self.trial_runs[run], files)
+
+    def log_candidate_artifacts(self, candidate_id: str, files: Mapping[str, bytes]) -> None:
+        """Log ``{relative path: content}`` as artifacts of one candidate run (its compiled plan, on demand)."""
+        self.flush()
+        self._log_files(self.candidate_runs[candidate_id], files)
+
+    def _log_files(self, run_id: str, files: Mapping[str, bytes]) -> None:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             for rel, content in files.items():
@@ -305,6 +398,7 @@ class TrackingWriter:
         return {
             "candidates_written": self.candidates_written,
             "candidates_known": len(self.candidate_runs),
+            "hollow_repaired": self.hollow_repaired,
             "write_s": self.write_s,
             "candidate_write_s": self.candidate_write_s,
             "bulk_sql": self._sql_store is not None,
@@ -333,19 +427,19 @@ class TrackingWriter:
         store = self.client._tracking_client.store
         return store if isinstance(store, SqlAlchemyStore) else None
 
-    def _candidate_tags(self, parent_run_id: str, record: Mapping[str, Any]) -> dict[str, str]:
+    def _candidate_tags(self, parent_run_id: str, candidate: Candidate) -> dict[str, str]:
         return {
             TAG_KIND: "candidate",
-            TAG_CANDIDATE: str(record["candidate_id"]),
-            TAG_TRIAL: str(record["trial"]),
+            TAG_CANDIDATE: candidate.candidate_id,
+            TAG_TRIAL: candidate.trial,
             PARENT_TAG: parent_run_id,
-            RUN_NAME_TAG: str(record["candidate_id"]).replace("/", "-"),
-            "searcher": str(record["searcher"]),
-            "budget": str(record["budget"]),
-            "generation": str(record["generation"]),
+            RUN_NAME_TAG: candidate.run_name(),
+            "searcher": candidate.searcher,
+            "budget": str(candidate.budget),
+            "generation": str(candidate.generation),
         }
 
-    def _write_sql(self, batch: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    def _write_sql(self, batch: Sequence[tuple[str, Candidate]]) -> None:
         """One transaction of bulk inserts: the rows ``create_run`` + ``log_batch`` + ``set_terminated`` write
         (tables ``runs``, ``tags``, ``params``, ``metrics``, ``latest_metrics`` of MLflow's own ORM models)."""
         from mlflow.entities import LifecycleStage, RunStatus, SourceType
@@ -355,9 +449,9 @@ class TrackingWriter:
         experiment = self.client.get_experiment(self.experiment_id)
         now = int(time.time() * 1000)
         runs, tags, params, metrics = [], [], [], []
-        for parent_run_id, record in batch:
-            run_id = self.candidate_runs[str(record["candidate_id"])]
-            run_tags = self._candidate_tags(parent_run_id, record)
+        for parent_run_id, candidate in batch:
+            run_id = self.candidate_runs[candidate.candidate_id]
+            run_tags = self._candidate_tags(parent_run_id, candidate)
             runs.append(
                 {
                     "run_uuid": run_id,
@@ -369,7 +463,7 @@ class TrackingWriter:
                     "entry_point_name": "",
                     "user_id": "rnc-platform",
                     "status": RunStatus.to_string(RunStatus.FINISHED),
-                    "start_time": int(record.get("timestamp_ms", now)),
+                    "start_time": int(candidate.timestamp_ms or now),
                     "end_time": now,
                     "deleted_time": None,
                     "source_version": "",
@@ -377,10 +471,10 @@ class TrackingWriter:
                 }
             )
             tags += [{"key": k, "value": v, "run_uuid": run_id} for k, v in run_tags.items()]
-            params += [{"key": k, "value": v, "run_uuid": run_id} for k, v in candidate_params(record).items()]
+            params += [{"key": k, "value": v, "run_uuid": run_id} for k, v in candidate.to_params().items()]
             metrics += [
                 {"key": k, "value": v, "timestamp": now, "step": 0, "is_nan": False, "run_uuid": run_id}
-                for k, v in candidate_metrics(record).items()
+                for k, v in candidate_metrics(candidate).items()
             ]
         with self._sql_store.ManagedSessionMaker(read_only=False) as session:
             session.execute(SqlRun.__table__.insert(), runs)
@@ -388,23 +482,90 @@ class TrackingWriter:
                 if rows:
                     session.execute(model.__table__.insert(), rows)
 
-    def _write_client(self, item: tuple[str, Mapping[str, Any]]) -> None:
+    def _write_client(self, item: tuple[str, Candidate]) -> None:
         from mlflow.entities import Metric, Param
 
-        parent_run_id, record = item
-        tags = self._candidate_tags(parent_run_id, record)
-        run = self.client.create_run(self.experiment_id, tags=tags)
-        self.candidate_runs[str(record["candidate_id"])] = run.info.run_id
+        parent_run_id, candidate = item
+        tags = self._candidate_tags(parent_run_id, candidate)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=tags[RUN_NAME_TAG])
+        self.candidate_runs[candidate.candidate_id] = run.info.run_id
         ts = int(time.time() * 1000)
         self.client.log_batch(
             run.info.run_id,
-            metrics=[Metric(k, v, ts, 0) for k, v in candidate_metrics(record).items()],
-            params=[Param(k, v) for k, v in candidate_params(record).items()],
+            metrics=[Metric(k, v, ts, 0) for k, v in candidate_metrics(candidate).items()],
+            params=[Param(k, v) for k, v in candidate.to_params().items()],
         )
         self.client.set_terminated(run.info.run_id)
 
 
-def start_tracking_writer(tracking_uri: str, experiment_name: str, launch_id: str, **options: Any) -> Any:
-    """Start the launch's named ``TrackingWriter`` actor (no CPU reserved: it mostly waits on I/O)."""
-    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(TrackingWriter)
-    return actor_cls.options(name=tracking_actor_name(launch_id)).remote(tracking_uri, experiment_name, **options)
+class RemoteSink:
+    """A :class:`TrackingSink` backed by an :class:`MlflowSink` Ray actor (``actor``: its handle).
+
+    Every call waits for the actor except :meth:`log_candidates` and :meth:`log_trial_metrics`, which return the
+    pending ``ObjectRef`` at once (the actor runs calls in order, so a later blocking call sees them done);
+    trials thus never wait on MLflow.
+    """
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    @classmethod
+    def named(cls, name: str) -> RemoteSink:
+        """The sink of the running actor called ``name`` (:func:`tracking_actor_name`)."""
+        import ray
+
+        return cls(ray.get_actor(name))
+
+    def _call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    def start_launch(self, launch_id: str, run_name: str, config_yaml: str, tags: Mapping[str, str]) -> str:
+        return self._call("start_launch", launch_id, run_name, config_yaml, dict(tags))
+
+    def start_trial(self, trial_key: str, searcher: str, budget: int, params: Mapping[str, Any]) -> str:
+        return self._call("start_trial", trial_key, searcher, budget, dict(params))
+
+    def log_candidates(self, trial_key: str, candidates: Sequence[Candidate]) -> Any:
+        return self.actor.log_candidates.remote(trial_key, list(candidates))
+
+    def log_trial_metrics(self, trial_key: str, step: int, metrics: Mapping[str, float]) -> Any:
+        return self.actor.log_trial_metrics.remote(trial_key, step, dict(metrics))
+
+    def mark_pareto(self, members: Mapping[str, tuple[bool, bool]]) -> int:
+        return self._call("mark_pareto", dict(members))
+
+    def log_candidate_metrics(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        self._call("log_candidate_metrics", {k: dict(v) for k, v in metrics.items()})
+
+    def log_artifacts(self, files: Mapping[str, bytes], run: str = "launch") -> None:
+        self._call("log_artifacts", dict(files), run)
+
+    def log_candidate_artifacts(self, candidate_id: str, files: Mapping[str, bytes]) -> None:
+        self._call("log_candidate_artifacts", candidate_id, dict(files))
+
+    def log_launch_metrics(self, metrics: Mapping[str, float]) -> None:
+        self._call("log_launch_metrics", dict(metrics))
+
+    def flush(self) -> int:
+        return self._call("flush")
+
+    def end_trial(self, trial_key: str, status: str = "FINISHED") -> None:
+        self._call("end_trial", trial_key, status)
+
+    def end_launch(self, status: str = "FINISHED") -> None:
+        self._call("end_launch", status)
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("stats")
+
+
+def start_tracking_sink(tracking_uri: str, experiment_name: str, launch_id: str, **options: Any) -> RemoteSink:
+    """Start the launch's named :class:`MlflowSink` actor (no CPU reserved: it mostly waits on I/O)."""
+    import ray
+
+    actor_cls = ray.remote(num_cpus=0, max_restarts=0)(MlflowSink)
+    return RemoteSink(
+        actor_cls.options(name=tracking_actor_name(launch_id)).remote(tracking_uri, experiment_name, **options)
+    )

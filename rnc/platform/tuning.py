@@ -2,15 +2,20 @@
 
 The trial (:func:`search_trial`, a function trainable) loops over generations:
 
-1. ask a batch of ``batch_size`` genomes;
-2. simulate them through the shared ``SimulatorService`` pool (compile + PPA on the budget's hardware);
+1. ask a batch of ``batch_size`` genomes; genomes whose network (``SearchSpace.key``: genomes differing only in
+   inactive genes build one network) this trial already evaluated, or that repeat a network earlier in the
+   batch, are not evaluated: the searcher is told the cached result, and the next ask makes up the shortfall,
+   so ``search.evaluations`` counts distinct networks (a trial stops early when ``MAX_STALE_ASKS`` asks in a
+   row bring no new network, or the searcher's space is exhausted);
+2. simulate the new networks through the shared ``SimulatorService`` pool (compile + PPA on the budget's
+   hardware);
 3. candidates that fail a hardware constraint (``fit_budget``, ``max_latency_ns``) skip the accuracy evaluation
    and are told with a worst-case accuracy (0) and a positive violation; the others go to the
    ``SupernetEvaluator`` pool when an objective or constraint needs accuracy;
 4. tell the searcher, in ask order;
 5. ``tune.report`` the generation's hypervolume and counts with a checkpoint holding the searcher state and every
-   evaluated candidate (JSON);
-6. send the generation's candidates to the ``TrackingWriter`` actor (after the checkpoint, so a candidate in
+   evaluated candidate (``Candidate.to_json``);
+6. send the generation's candidates to the tracking sink (``RemoteSink``) (after the checkpoint, so a candidate in
    MLflow is always in a checkpoint too).
 
 Resume: a restored trial loads its last checkpoint (``tune.get_checkpoint``), rebuilds the searcher from its
@@ -41,6 +46,9 @@ from typing import Any
 
 import numpy as np
 from ray.tune import Callback
+
+from rnc.platform.metrics import simulator_metrics
+from rnc.platform.records import Candidate, Genome, TrialPlan
 
 CHECKPOINT_FILE = "search_state.json"
 HYPERVOLUME_REF = 1.1
@@ -88,6 +96,13 @@ def objective_row(
     return row
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def normalized(F: np.ndarray, bounds: Sequence[Sequence[float]]) -> np.ndarray:
     from rnc.search.pareto import normalize
 
@@ -96,186 +111,210 @@ def normalized(F: np.ndarray, bounds: Sequence[Sequence[float]]) -> np.ndarray:
     return normalize(F, ideal, nadir)
 
 
+#: Asks in a row that bring no new network before a trial stops (its searcher keeps proposing networks it has
+#: already evaluated: the reachable space is exhausted).
+MAX_STALE_ASKS = 50
+
+
 def search_trial(config: dict[str, Any]) -> None:
-    """The Tune function trainable of one grid point; ``config["trial"]`` is built by :func:`trial_plans`."""
-    import ray
+    """The Tune function trainable of one grid point; ``config["trial"]`` is its :class:`TrialPlan`.
+
+    Evaluation budgets count distinct networks: a genome whose network key (``SearchSpace.key``) this trial
+    already evaluated is not evaluated again -- the searcher is told the cached result and the trial asks again.
+    """
     from ray import tune
 
     from rnc.platform.actors import ActorPools
-    from rnc.search.pareto import hypervolume
-    from rnc.search.searchers import make_searcher
+    from rnc.platform.tracking import RemoteSink
+    from rnc.search.searchers import SearchSpaceExhaustedError, make_searcher
     from rnc.search.spaces import get_space
-    from rnc.simulator import HardwareConfig
 
     t_trial = time.perf_counter()
     for name in ("ray.tune", "ray.train", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)  # per-checkpoint INFO lines drown the progress display
-    plan = config["trial"]
-    key = plan["key"]
-    space = get_space(plan["space"], **plan["space_options"])
-    hw = HardwareConfig.model_validate(plan["hardware"])
-    objectives = [(o["metric"], float(o["sign"])) for o in plan["objectives"]]
-    constraint_names = list(plan["constraints"])
-    bounds = plan["bounds"]
-    worst = [b[1] for b in bounds]
+    plan: TrialPlan = config["trial"]["plan"]
+    space = get_space(plan.space, **plan.space_options)
     searcher = make_searcher(
-        plan["searcher"],
+        plan.searcher,
         space.n_choices,
-        len(objectives),
-        seed=plan["seed"],
-        n_constraints=len(constraint_names),
-        **plan["searcher_options"],
+        len(plan.objectives),
+        seed=plan.seed,
+        n_constraints=len(plan.constraints),
+        **plan.searcher_options,
     )
-    candidates: list[dict[str, Any]] = []
-    generation = 0
+    candidates: list[Candidate] = []
+    generation, repeats = 0, 0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             state = json.loads((Path(ckpt_dir) / CHECKPOINT_FILE).read_text())
         searcher.load_state_dict(state["searcher"])
-        candidates = state["candidates"]
-        generation = int(state["generation"])
+        candidates = [Candidate.from_json(c) for c in state["candidates"]]
+        generation, repeats = int(state["generation"]), int(state.get("repeats", 0))
+    known = {c.network_key: c for c in candidates}
 
-    pools = ActorPools(plan["simulators"], plan["evaluators"], offset=plan["index"])
-    tracker = ray.get_actor(plan["tracker"])
-    ray.get(
-        tracker.start_trial.remote(
-            key, plan["searcher"], plan["budget"], {"seed": plan["seed"], **plan["searcher_options"]}
-        )
-    )
+    pools = ActorPools(plan.simulators, plan.evaluators, offset=plan.index)
+    sink = RemoteSink.named(plan.tracker)
+    sink.start_trial(plan.key, plan.searcher, plan.budget, plan.trial_params)
     if candidates:
-        tracker.log_candidates.remote(key, candidates)
-
-    evaluations = int(plan["evaluations"])
-    batch_size = int(plan["batch_size"])
-    needs_accuracy = bool(plan["needs_accuracy"])
-    min_accuracy = plan["min_accuracy"]
-    setup_s = time.perf_counter() - t_trial
-    waiting_s = 0.0  # cumulative time this trial waited for the actor pools (evaluation, queueing included)
-    outside_s = 0.0  # cumulative time in the loop outside evaluation: ask, tell, fronts, checkpoint, report
-    while len(candidates) < evaluations:
+        sink.log_candidates(plan.key, candidates)
+    timers = {"setup_s": time.perf_counter() - t_trial, "waiting_for_pools_s": 0.0, "outside_evaluation_s": 0.0}
+    stale = 0
+    while len(candidates) < plan.evaluations and stale < MAX_STALE_ASKS:
         t0 = time.perf_counter()
-        n = min(batch_size, evaluations - len(candidates))
-        genomes = searcher.ask(n)
-        sims = pools.simulate(genomes, hw)
-        t_sim = time.perf_counter() - t0
-        violations = [
-            hardware_violations(
-                s, budget=plan["budget"], fit_budget=plan["fit_budget"], max_latency_ns=plan["max_latency_ns"]
-            )
-            for s in sims
-        ]
-        hw_ok = [all(v <= 0 for v in viol.values()) for viol in violations]
-        accuracy: dict[int, dict[str, Any]] = {}
-        if needs_accuracy:
-            todo = [i for i, ok in enumerate(hw_ok) if ok]
-            hws = [space.hardware_for(genomes[i], hw) if plan["needs_hw_accuracy"] else None for i in todo]
-            accuracy = dict(zip(todo, pools.evaluate([genomes[i] for i in todo], hws, plan["eval_seed"]), strict=True))
-        t_eval = time.perf_counter() - t0
-        records = []
-        rows = []
-        viol_rows = []
-        for i, genome in enumerate(genomes):
-            record = _candidate_record(plan, space, genome, len(candidates) + i, generation, sims[i])
-            if i in accuracy:
-                record["accuracy"] = accuracy[i].get("accuracy")
-                record["hw_accuracy"] = accuracy[i].get("hw_accuracy")
-            viol = dict(violations[i])
-            if min_accuracy is not None:
-                acc = record.get("accuracy")
-                viol["min_accuracy"] = float(min_accuracy) - float(acc) if acc is not None else 1.0
-            record["violations"] = {name: float(viol[name]) for name in constraint_names}
-            record["feasible"] = all(v <= 0 for v in record["violations"].values())
-            row = objective_row(record, objectives, worst)
-            record["objectives"] = row
-            rows.append(row)
-            viol_rows.append([record["violations"][name] for name in constraint_names])
-            records.append(record)
+        try:
+            genomes = [Genome(g) for g in searcher.ask(min(plan.batch_size, plan.evaluations - len(candidates)))]
+        except SearchSpaceExhaustedError:
+            break
+        keys = [space.key(g) for g in genomes]
+        fresh = [i for i, k in enumerate(keys) if k not in known and k not in keys[:i]]
+        t_ask = time.perf_counter()
+        records, t_sim = evaluate_genomes(
+            plan, space, pools, [genomes[i] for i in fresh], [keys[i] for i in fresh], len(candidates), generation
+        )
+        t_eval = time.perf_counter()
+        known.update((c.network_key, c) for c in records)
+        told = [known[k] for k in keys]  # repeats get the cached result of their network
         searcher.tell(
-            genomes,
-            np.asarray(rows, dtype=float),
-            np.asarray(viol_rows, dtype=float).reshape(len(genomes), len(constraint_names)),
+            [g.array() for g in genomes],
+            np.asarray([c.objectives for c in told], dtype=float),
+            np.asarray([[c.violations[n] for n in plan.constraints] for c in told], dtype=float).reshape(
+                len(told), len(plan.constraints)
+            ),
         )
         candidates.extend(records)
+        repeats += len(genomes) - len(fresh)
+        stale = 0 if records else stale + 1
         generation += 1
-
-        waiting_s += t_eval
-        F = np.asarray([c["objectives"] for c in candidates], dtype=float)
-        feasible = np.asarray([c["feasible"] for c in candidates], dtype=bool)
-        hv = (
-            hypervolume(normalized(F[feasible], bounds), [HYPERVOLUME_REF] * len(objectives)) if feasible.any() else 0.0
+        timers["waiting_for_pools_s"] += t_eval - t_ask
+        metrics = _generation_metrics(plan, candidates, generation, repeats, timers, t_trial)
+        # the trial's loop ends after this generation: the launch tells a finished trial from one Tune stopped on
+        # SIGINT by this flag (an interrupted trial's last result has trial_complete = 0; not Tune's own "done",
+        # which Tune sets itself when it stops a trial)
+        metrics["trial_complete"] = float(
+            len(candidates) >= plan.evaluations or stale >= MAX_STALE_ASKS or searcher.n_asked >= searcher.cardinality
         )
-        metrics = {
-            "generation": generation,
-            "evaluated": len(candidates),
-            "feasible": int(feasible.sum()),
-            "hypervolume": float(hv),
-            "generation_s": time.perf_counter() - t0,
-            "simulate_s": t_sim,
-            "evaluate_s": t_eval,
-            "setup_s": setup_s,
-            "trial_elapsed_s": time.perf_counter() - t_trial,
-            "waiting_for_pools_s": waiting_s,
-            "outside_evaluation_s": outside_s + (time.perf_counter() - t0 - t_eval),
-        }
-        t_report = time.perf_counter()
+        metrics.update(generation_s=time.perf_counter() - t0, simulate_s=t_sim, evaluate_s=t_eval - t_ask)
+        metrics["outside_evaluation_s"] = timers["outside_evaluation_s"] + (time.perf_counter() - t0) - (t_eval - t_ask)
         with tempfile.TemporaryDirectory() as tmp:
-            state = {"searcher": searcher.state_dict(), "candidates": candidates, "generation": generation}
+            state = {
+                "searcher": searcher.state_dict(),
+                "candidates": [c.to_json() for c in candidates],
+                "generation": generation,
+                "repeats": repeats,
+            }
             (Path(tmp) / CHECKPOINT_FILE).write_text(json.dumps(state))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
-        tracker.log_candidates.remote(key, records)
-        tracker.log_trial_metrics.remote(
-            key, generation, {k: metrics[k] for k in ("evaluated", "feasible", "hypervolume")}
-        )
-        outside_s = metrics["outside_evaluation_s"] + (time.perf_counter() - t_report)
+        sink.log_candidates(plan.key, records)
+        sink.log_trial_metrics(plan.key, generation, {k: metrics[k] for k in ("evaluated", "feasible", "hypervolume")})
+        timers["outside_evaluation_s"] += (time.perf_counter() - t0) - (t_eval - t_ask)
 
 
-def _candidate_record(
-    plan: Mapping[str, Any], space: Any, genome: np.ndarray, index: int, generation: int, summary: Mapping[str, Any]
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "candidate_id": f"{plan['key']}/{index:05d}",
-        "trial": plan["key"],
-        "searcher": plan["searcher"],
-        "budget": plan["budget"],
-        "index": index,
+def _generation_metrics(
+    plan: TrialPlan,
+    candidates: Sequence[Candidate],
+    generation: int,
+    repeats: int,
+    timers: Mapping[str, float],
+    t_trial: float,
+) -> dict[str, float]:
+    """What a trial reports to Tune after a generation: counts, hypervolume of the feasible candidates and its
+    timers."""
+    from rnc.search.pareto import hypervolume
+
+    F = np.asarray([c.objectives for c in candidates], dtype=float).reshape(len(candidates), len(plan.objectives))
+    feasible = np.asarray([c.feasible for c in candidates], dtype=bool)
+    hv = (
+        hypervolume(normalized(F[feasible], plan.bounds), [HYPERVOLUME_REF] * len(plan.objectives))
+        if feasible.any()
+        else 0.0
+    )
+    return {
         "generation": generation,
-        "genome": [int(v) for v in genome],
-        "genome_key": space.key(genome),
-        "genes": {k: _plain(v) for k, v in space.decode(genome).items()},
-        "timestamp_ms": int(time.time() * 1000),
-        "accuracy": None,
-        "hw_accuracy": None,
+        "evaluated": len(candidates),
+        "repeats_told": repeats,
+        "feasible": int(feasible.sum()),
+        "hypervolume": float(hv),
+        "setup_s": timers["setup_s"],
+        "trial_elapsed_s": time.perf_counter() - t_trial,
+        "waiting_for_pools_s": timers["waiting_for_pools_s"],
     }
-    for key in (
-        "latency_ns",
-        "throughput_ips",
-        "energy_uj",
-        "area_mm2",
-        "edap",
-        "utilization",
-        "crossbars_used",
-        "min_crossbars",
-        "energy_pj",
-    ):
-        value = summary.get(key)
-        record[key] = None if value is None else float(value)
-    record["compiles"] = bool(summary.get("feasible", True))
-    return record
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
+def evaluate_genomes(
+    plan: TrialPlan,
+    space: Any,
+    pools: Any,
+    genomes: Sequence[Genome],
+    keys: Sequence[str],
+    first_index: int,
+    generation: int,
+) -> tuple[list[Candidate], float]:
+    """Simulate ``genomes`` (distinct new networks) on the trial's hardware, evaluate the accuracy of those that
+    pass the hardware constraints when the trial needs it, and build their :class:`Candidate` records (indices
+    from ``first_index``). Returns the records and the seconds spent simulating."""
+    if not genomes:
+        return [], 0.0
+    t0 = time.perf_counter()
+    sims = pools.simulate(list(genomes), plan.hardware, plan.hardware_fingerprint)
+    t_sim = time.perf_counter() - t0
+    violations = [
+        hardware_violations(s, budget=plan.budget, fit_budget=plan.fit_budget, max_latency_ns=plan.max_latency_ns)
+        for s in sims
+    ]
+    accuracy: dict[int, Mapping[str, Any]] = {}
+    if plan.needs_accuracy:
+        todo = [i for i, v in enumerate(violations) if all(x <= 0 for x in v.values())]
+        hws = [space.hardware_for(genomes[i].array(), plan.hardware) if plan.needs_hw_accuracy else None for i in todo]
+        results = pools.evaluate([genomes[i] for i in todo], hws, plan.eval_seed)
+        accuracy = dict(zip(todo, results, strict=True))
+    records = []
+    now_ms = int(time.time() * 1000)
+    for i, genome in enumerate(genomes):
+        metrics = simulator_metrics(sims[i])
+        metrics["accuracy"] = accuracy.get(i, {}).get("accuracy")
+        metrics["hw_accuracy"] = accuracy.get(i, {}).get("hw_accuracy")
+        viol = dict(violations[i])
+        if plan.min_accuracy is not None:
+            acc = metrics["accuracy"]
+            viol["min_accuracy"] = float(plan.min_accuracy) - float(acc) if acc is not None else 1.0
+        viol = {name: float(viol[name]) for name in plan.constraints}
+        row = tuple(objective_row(metrics, [(o.metric, o.sign) for o in plan.objectives], plan.worst))
+        feasible = all(v <= 0 for v in viol.values())
+        if feasible and not all(_finite(metrics.get(o.metric)) for o in plan.objectives):
+            # a failed evaluation (a missing or non-finite objective): infeasible, and told as NaN so that every
+            # searcher treats it as infeasible (rnc.search.searchers.base) instead of as its worst bound
+            feasible, row = False, tuple(math.nan for _ in row)
+        index = first_index + i
+        records.append(
+            Candidate(
+                candidate_id=f"{plan.key}/{index:05d}",
+                trial=plan.key,
+                searcher=plan.searcher,
+                budget=plan.budget,
+                index=index,
+                generation=generation,
+                genome=genome,
+                network_key=keys[i],
+                label=space.label(genome.array()),
+                genes=space.active_genes(genome.array()),
+                hardware=plan.hardware_fingerprint,
+                metrics=metrics,
+                violations=viol,
+                objectives=row,
+                feasible=feasible,
+                compiles=bool(sims[i].get("feasible", True)),
+                timestamp_ms=now_ms,
+            )
+        )
+    return records, t_sim
 
 
-def load_checkpoint_candidates(checkpoint: Any) -> list[dict[str, Any]]:
+def load_checkpoint_candidates(checkpoint: Any) -> list[Candidate]:
     """The evaluated candidates stored in a trial checkpoint (``ray.tune.Checkpoint``)."""
     with checkpoint.as_directory() as ckpt_dir:
-        return json.loads((Path(ckpt_dir) / CHECKPOINT_FILE).read_text())["candidates"]
+        state = json.loads((Path(ckpt_dir) / CHECKPOINT_FILE).read_text())
+    return [Candidate.from_json(c) for c in state["candidates"]]
 
 
 # -- the Tuner ---------------------------------------------------------------------------------------------------
@@ -298,13 +337,27 @@ class ProgressCallback(Callback):
             sink(trial.config["trial"]["key"], result)
 
 
+def tune_point(plan: TrialPlan) -> dict[str, Any]:
+    """One grid point of the Tuner's ``param_space``: the :class:`TrialPlan` under ``plan`` and, as plain values,
+    what the driver reads back from results (``key``, ``searcher``, ``budget``, ``params``). Tune keeps objects of
+    a config in its object store and shows the driver's callbacks and results placeholders for them, so the plan
+    itself is read only inside the trial."""
+    return {
+        "key": plan.key,
+        "searcher": plan.searcher,
+        "budget": plan.budget,
+        "params": json.loads(json.dumps(plan.trial_params, default=str)),
+        "plan": plan,
+    }
+
+
 def trial_name(trial: Any) -> str:
     """Tune trial (and folder) name: the grid point's key, ``nsga2-b64``."""
     return str(trial.config["trial"]["key"])
 
 
 def build_tuner(
-    plans: Sequence[Mapping[str, Any]],
+    plans: Sequence[TrialPlan],
     *,
     run_name: str,
     storage_path: str,
@@ -312,13 +365,13 @@ def build_tuner(
     max_concurrent_trials: int | None,
     sink_name: str,
 ) -> Any:
-    """A ``ray.tune.Tuner`` with one trial per plan (``grid_search`` over the plans)."""
+    """A ``ray.tune.Tuner`` with one trial per plan (``grid_search`` over :func:`tune_point` of each plan)."""
     from ray import tune
 
     trainable = tune.with_resources(search_trial, {"cpu": trial_cpus})
     return tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([dict(p) for p in plans])},
+        param_space={"trial": tune.grid_search([tune_point(p) for p in plans])},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent_trials,
             reuse_actors=False,
@@ -337,7 +390,26 @@ def build_tuner(
     )
 
 
-def restore_tuner(experiment_path: str, *, trial_cpus: float) -> Any:
+def save_plans(plans: Sequence[TrialPlan], path: Path) -> None:
+    """Keep the trial plans next to the Tune state (pickle): Tune does not restore the objects of a
+    ``param_space`` (it holds placeholders for them), so ``--resume`` passes them again (:func:`restore_tuner`)."""
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(list(plans)))
+    tmp.replace(path)
+
+
+def load_plans(path: Path) -> list[TrialPlan]:
+    import pickle
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no trial plans at {str(path)!r}; run `rnc-platform launch` without --resume")
+    return pickle.loads(path.read_bytes())
+
+
+def restore_tuner(experiment_path: str, *, trial_cpus: float, plans: Sequence[TrialPlan]) -> Any:
     """Restore an interrupted launch's Tuner: unfinished and errored trials continue from their checkpoints."""
     from ray import tune
 
@@ -346,4 +418,10 @@ def restore_tuner(experiment_path: str, *, trial_cpus: float) -> Any:
             f"no restorable Ray Tune experiment at {experiment_path!r}; run `rnc-platform launch` without --resume"
         )
     trainable = tune.with_resources(search_trial, {"cpu": trial_cpus})
-    return tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return tune.Tuner.restore(
+        experiment_path,
+        trainable=trainable,
+        resume_unfinished=True,
+        resume_errored=True,
+        param_space={"trial": tune.grid_search([tune_point(p) for p in plans])},
+    )

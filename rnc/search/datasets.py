@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from rnc.errors import UserError
+
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +46,7 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be loaded; the message says where it looked and how to get the data."""
 
 
@@ -98,6 +100,29 @@ def load_dataset(
             )
         return _imagefolder(Path(root).expanduser(), image_size or 64, seed)
     raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+
+
+def check_dataset_files(name: str, *, root: str | Path | None = None, download: bool = False) -> None:
+    """Raise :class:`DatasetError` when ``name``'s files are not where :func:`load_dataset` will look, without
+    loading them (a launch checks this before it starts anything). ``digits`` ships with scikit-learn; with
+    ``download`` the CIFAR files may be missing (they will be fetched)."""
+    from rnc.errors import check_names
+
+    check_names("dataset", [name], DATASETS, where="dataset.name", error=DatasetError)
+    if name in ("cifar10", "cifar100"):
+        base = Path(root).expanduser() if root else default_root()
+        folder = base / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+        if not download and not folder.is_dir():
+            raise DatasetError(
+                f"dataset {name!r} not found: no folder {folder}; set dataset.download: true (CLI: --download), or "
+                "extract the python version there (dataset.root / --data-root / $RNC_DATA_ROOT)"
+            )
+    elif name == "imagefolder":
+        if root is None:
+            raise DatasetError("dataset 'imagefolder' needs a root folder (dataset.root / --data-root)")
+        train_dir = Path(root).expanduser() / "train"
+        if not _has_class_folders(train_dir):
+            raise DatasetError(f"dataset 'imagefolder': no class folders in {train_dir}; give ROOT/train/<class>/...")
 
 
 # ---------------------------------------------------------------------------------------------------------

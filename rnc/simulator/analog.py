@@ -102,6 +102,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from rnc.errors import check_names
 from rnc.simulator.analog_arith import AnalogError
 from rnc.simulator.analog_layers import AnalogLayer
 from rnc.simulator.hardware import HardwareConfig
@@ -142,6 +143,7 @@ def to_analog(
     calibration: Iterable[Any] | Mapping[str, AnalogRange] | None = None,
     adc_range: AdcRange = "calibrated",
     calibration_batches: int = 4,
+    check_layer_names: bool = True,
 ) -> nn.Module:
     """A deep copy of ``model`` whose every Conv2d and Linear computes as its mapped crossbars would.
 
@@ -155,12 +157,15 @@ def to_analog(
             them; or ``None``: per-sample input scaling, and then ``adc_range`` must be ``"full"``.
         adc_range: ``"calibrated"`` (from ``calibration``) or ``"full"`` (the crossbar's full scale).
         calibration_batches: how many batches of ``calibration`` to use.
+        check_layer_names: refuse ``hw.layer_crossbar_sizes`` entries that name no Conv2d/Linear of ``model``
+            (off for search spaces whose subnets drop layers).
 
     Returns:
         The analog copy, in eval mode, on the model's device (it follows ``.to(device)``).
 
     Raises:
-        AnalogError: unsupported layers, a missing or empty calibration, unknown layer names in fixed ranges.
+        AnalogError: unsupported layers, a missing or empty calibration, unknown layer names in fixed ranges or
+            in ``hw.layer_crossbar_sizes`` (with the close matches).
     """
     if adc_range not in ("calibrated", "full"):
         raise AnalogError(f"adc_range={adc_range!r}: expected 'calibrated' or 'full'")
@@ -185,6 +190,10 @@ def to_analog(
     if calibration_batches < 1:
         raise AnalogError(f"calibration_batches={calibration_batches}: must be at least 1")
 
+    if check_layer_names and hw.layer_crossbar_sizes:
+        mapped = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        check_names("layer", list(hw.layer_crossbar_sizes), mapped, where="to_analog: hw.layer_crossbar_sizes",
+                    error=AnalogError)
     analog = copy.deepcopy(model)
     targets = [(name, m) for name, m in analog.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     if not targets:

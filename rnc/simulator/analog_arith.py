@@ -14,8 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from rnc.errors import UserError
 
-class AnalogError(ValueError):
+
+class AnalogError(UserError, ValueError):
     """A model, hardware description or calibration that cannot be simulated; the message says what to do."""
 
 

@@ -57,6 +57,7 @@ from typing import Literal
 
 import numpy as np
 
+from rnc.errors import UserError, check_names
 from rnc.simulator import kernels as K  # noqa: N812
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import EnergyTable, energy_by_category, energy_table, ppa_parameters
@@ -66,7 +67,7 @@ Strategy = Literal["rnc", "isaac"]
 STRATEGIES = ("rnc", "isaac")
 
 
-class CompileError(ValueError):
+class CompileError(UserError, ValueError):
     """Arguments the compiler cannot use (unknown strategy, bad option); infeasibility is not an error."""
 
 
@@ -549,7 +550,8 @@ class CompileResult:
 def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy = "rnc", *, seed: int = 0,
                      duplicate: bool | None = None, pack: bool | None = None, depthwise_split: int = 1,
                      restarts: int = 4, crossbars: int | None = None, depthwise_mapping: str = "auto",
-                     min_gain: float = MIN_GAIN, duplication: str = "auto") -> CompileResult:
+                     min_gain: float = MIN_GAIN, duplication: str = "auto",
+                     check_layer_names: bool = True) -> CompileResult:
     """Compile ``workload`` onto ``hw``'s crossbars with ``strategy`` and evaluate its PPA.
 
     ``duplicate`` (default: on for ``rnc``, off for ``isaac``) replicates bottleneck layers within the budget
@@ -563,11 +565,17 @@ def compile_workload(workload: Workload, hw: HardwareConfig, strategy: Strategy 
     0.005): the stop rule's fraction of the latency a duplication step must gain (0 = fill the budget).
     Never raises for a network that does not fit: see ``feasible`` and ``min_crossbars``; raises
     :class:`CompileError` for unknown options.
+
+    Raises :class:`CompileError` when ``hw.layer_crossbar_sizes`` names a layer the workload does not have (with
+    the close matches), unless ``check_layer_names`` is off (a search space whose subnets drop layers).
     """
     if not isinstance(workload, Workload):
         raise CompileError(f"expected a Workload (see rnc.simulator.trace_workload), got {type(workload).__name__}")
     if not isinstance(hw, HardwareConfig):
         raise CompileError(f"expected a HardwareConfig, got {type(hw).__name__}")
+    if check_layer_names and hw.layer_crossbar_sizes:
+        check_names("layer", list(hw.layer_crossbar_sizes), [layer.name for layer in workload.layers],
+                    where=f"layer_crossbar_sizes of {workload.name or 'the workload'}", error=CompileError)
     opts = resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack,
                            depthwise_split=depthwise_split, restarts=restarts, crossbars=crossbars,
                            depthwise_mapping=depthwise_mapping, min_gain=min_gain, duplication=duplication)

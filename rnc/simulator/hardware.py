@@ -37,12 +37,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rnc.errors import UserError, check_names
+
 PRESET_DIR = Path(__file__).with_name("presets")
 
 Level = Literal["ima", "tile", "chip"]
 
 
-class HardwareConfigError(ValueError):
+class HardwareConfigError(UserError, ValueError):
     """A hardware description that cannot be used; the message names the field and what to do."""
 
 
@@ -239,11 +241,8 @@ class HardwareConfig(BaseModel):
     def with_updates(self, **updates: object) -> HardwareConfig:
         """A validated copy with ``updates`` applied (``model_copy`` does not re-validate)."""
         data = self.model_dump()
-        for key in updates:
-            if key not in type(self).model_fields:
-                raise HardwareConfigError(
-                    f"unknown hardware field {key!r}; valid fields: {', '.join(type(self).model_fields)}"
-                )
+        check_names("hardware field", list(updates), list(type(self).model_fields), where="hardware",
+                    error=HardwareConfigError)
         data.update(updates)
         return _validated(data, where="updated hardware")
 
@@ -254,17 +253,21 @@ class HardwareConfig(BaseModel):
             if "=" not in text:
                 raise HardwareConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set cell_bits=2")
             key, raw = text.split("=", 1)
-            value = yaml.safe_load(raw)
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                problem = str(getattr(exc, "problem", None) or type(exc).__name__)
+                raise HardwareConfigError(
+                    f"--set {text!r}: the value {raw!r} is not valid YAML ({problem}); quote it or fix the brackets"
+                ) from None
             target = data
             parts = key.strip().split(".")
             for part in parts[:-1]:
                 if not isinstance(target.get(part), dict):
                     raise HardwareConfigError(f"--set {text!r}: {part!r} is not a nested hardware section")
                 target = target[part]
-            if parts[-1] not in target:
-                raise HardwareConfigError(
-                    f"--set {text!r}: unknown hardware field {key!r}; valid fields: {', '.join(target)}"
-                )
+            check_names("hardware field", [parts[-1]], list(target), where=f"--set {text!r}",
+                        error=HardwareConfigError)
             target[parts[-1]] = value
         return _validated(data, where="--set")
 
@@ -292,12 +295,11 @@ class HardwareConfig(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise HardwareConfigError(f"hardware file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise HardwareConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-        if not isinstance(data, dict):
-            raise HardwareConfigError(f"{path}: expected a mapping of hardware fields at the top level")
+        data = read_yaml_mapping(path, "hardware", HardwareConfigError)
+        if not data:
+            raise HardwareConfigError(
+                f"{path}: the hardware file is empty; give its fields, or `base: rnc` (or isaac) to use a preset as is"
+            )
         base = data.pop("base", None)
         if base is not None:
             merged = cls.preset(str(base)).model_dump()
@@ -307,6 +309,14 @@ class HardwareConfig(BaseModel):
                 elif key == "components" and isinstance(value, dict):
                     comps = dict(merged["components"])
                     for cname, cval in value.items():
+                        if not isinstance(cval, dict):
+                            raise HardwareConfigError(
+                                f"{path}: components.{cname}: expected a mapping of component fields (level, count, "
+                                f"power_mw, area_mm2, action_ns), got {cval!r}"
+                            )
+                        if cname not in comps and "level" not in cval:  # a new component names its level
+                            check_names("component", [cname], list(comps), where=f"{path}: components",
+                                        error=HardwareConfigError)
                         comps[cname] = {**comps.get(cname, {}), **cval}
                     merged[key] = comps
                 else:
@@ -357,6 +367,29 @@ def check_component_table(components: dict[str, Component]) -> None:
         raise ValueError(f"components.{DIGITAL_UNIT}.actions.op: needs an action 'op' with 'event: digital_op'")
     if unit.ops_per_ns is None:
         raise ValueError(f"components.{DIGITAL_UNIT}.ops_per_ns: missing (operations per ns of one unit)")
+
+
+def read_yaml_mapping(path: Path, what: str, error: type[Exception]) -> dict:
+    """The top-level mapping of the YAML file ``path`` (``{}`` when empty); ``error`` names the file and the fault
+    for text that is not UTF-8, not YAML, or not a mapping."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (byte {exc.start} is not UTF-8); give a {what} YAML file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise error(f"{path}: not valid YAML{where}: {problem}; fix the {what} file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping of {what} fields at the top level, got {type(data).__name__}")
+    return data
 
 
 def _validated(data: dict, *, where: str) -> HardwareConfig:

@@ -28,10 +28,12 @@ from typing import Literal
 
 import numpy as np
 
+from rnc.errors import UserError
+
 LayerKind = Literal["conv", "linear"]
 
 
-class WorkloadError(ValueError):
+class WorkloadError(UserError, ValueError):
     """A model that cannot be turned into a crossbar workload; the message names the module."""
 
 
@@ -154,12 +156,21 @@ class Workload:
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"3x64x64"`` or ``(3, 64, 64)`` -> ``(3, 64, 64)``; a clear error otherwise."""
+    """``"3x64x64"`` or ``(3, 64, 64)`` -> ``(3, 64, 64)``; a clear error otherwise.
+
+    A string (the CLI's ``--input``) must give exactly three dimensions, channels x height x width; a sequence
+    may give any number (a linear-only model takes ``(features,)``).
+    """
     if isinstance(text, str):
+        parts = text.strip().lower().replace(",", "x").split("x")
         try:
-            dims = tuple(int(part) for part in text.lower().replace(",", "x").split("x") if part)
+            dims = tuple(int(part) for part in parts)
         except ValueError:
             raise WorkloadError(f"input shape {text!r}: expected CxHxW such as 3x64x64") from None
+        if len(dims) != 3:
+            raise WorkloadError(
+                f"input shape {text!r}: {len(dims)} dimension(s), expected 3 (channels x height x width, e.g. 3x64x64)"
+            )
     else:
         dims = tuple(int(d) for d in text)
     if not dims or any(d <= 0 for d in dims):

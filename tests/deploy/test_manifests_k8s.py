@@ -111,24 +111,40 @@ def test_kuberay_crds_are_present() -> None:
     assert sorted(p.name for p in KUBERAY_SCHEMAS.glob("*.yaml")) >= sorted(CRD_FILES.values())
 
 
-def test_every_resource_validates(rendered) -> None:
+def test_every_core_resource_validates(rendered) -> None:
+    """Kubernetes' own schemas (no CRD needed): every built-in resource, strictly, for every supported version."""
     for res in rendered:
-        where = f"{res['kind']}/{res['metadata']['name']}"
         if res["apiVersion"] == "ray.io/v1":
-            errors = sorted(crd_validator(res["kind"]).iter_errors(res), key=lambda e: list(e.absolute_path))
-            assert not errors, f"{where}: " + "; ".join(
-                f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]
-            )
-            for _where, template in pod_templates(res):
-                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": template.get("metadata", {"name": "x"})}
-                pod["metadata"] = {**pod["metadata"], "name": "template"}
-                pod["spec"] = template["spec"]
-                for version in K8S_VERSIONS:
-                    kubernetes_validate.validate(pod, version, strict=True)
-        else:
-            assert "." not in res["apiVersion"].split("/")[0], f"{where}: no schema for {res['apiVersion']}"
+            continue
+        where = f"{res['kind']}/{res['metadata']['name']}"
+        assert "." not in res["apiVersion"].split("/")[0], f"{where}: no schema for {res['apiVersion']}"
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(res, version, strict=True)
+
+
+def test_ray_pod_templates_validate(rendered) -> None:
+    """The pod templates inside the KubeRay resources, against Kubernetes' Pod schema (no CRD needed)."""
+    ray_resources = [res for res in rendered if res["apiVersion"] == "ray.io/v1"]
+    assert ray_resources
+    for res in ray_resources:
+        for _where, template in pod_templates(res):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": template.get("metadata", {"name": "x"})}
+            pod["metadata"] = {**pod["metadata"], "name": "template"}
+            pod["spec"] = template["spec"]
             for version in K8S_VERSIONS:
-                kubernetes_validate.validate(res, version, strict=True)
+                kubernetes_validate.validate(pod, version, strict=True)
+
+
+def test_ray_resources_validate_against_the_crds(rendered) -> None:
+    """The KubeRay resources against the CRD schemas (skipped only when the CRDs are absent)."""
+    for res in rendered:
+        if res["apiVersion"] != "ray.io/v1":
+            continue
+        where = f"{res['kind']}/{res['metadata']['name']}"
+        errors = sorted(crd_validator(res["kind"]).iter_errors(res), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{where}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5]
+        )
 
 
 def test_strict_crd_validation_rejects_unknown_fields(rendered) -> None:

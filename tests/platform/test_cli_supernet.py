@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from rnc.platform.cli import app
 
 runner = CliRunner()
+#: three times chance (10 classes): what a supernet that learns anything clears, and one that does not cannot
+CHANCE_X3 = 0.30
 
 
 def flat(text: str) -> str:
@@ -38,8 +40,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "ckpt"
     result = runner.invoke(
         app,
-        ["supernet", "train", "--space", "mbv3", "--dataset", "digits", "--epochs", "1", "--out", str(out),
-         "--image-size", "8", "--option", "width_mult=0.25", "--batch-size", "256", "--quiet"],
+        ["supernet", "train", "--space", "mbv3", "--dataset", "digits", "--epochs", "4", "--out", str(out),
+         "--image-size", "8", "--option", "width_mult=0.25", "--batch-size", "32", "--quiet"],
     )
     assert result.exit_code == 0, result.output
     assert "largest_test_accuracy" in result.stdout
@@ -51,7 +53,9 @@ def test_supernet_eval_json(trained):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"accuracy", "hw_accuracy"} and data["hw_accuracy"] is None
-    assert 0.0 <= data["accuracy"] <= 1.0
+    # 10 classes: chance is 0.10; this training reaches 0.51 (smallest) / 0.57 (largest) on the 2-core VM, a
+    # supernet that does not learn stays near 0.10
+    assert data["accuracy"] >= CHANCE_X3
 
 
 def test_supernet_eval_with_hardware_and_json_genome(trained):
@@ -61,7 +65,7 @@ def test_supernet_eval_with_hardware_and_json_genome(trained):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert isinstance(data["hw_accuracy"], float) and 0.0 <= data["hw_accuracy"] <= 1.0
+    assert isinstance(data["hw_accuracy"], float) and data["hw_accuracy"] >= CHANCE_X3  # measured 0.50 on rnc
 
 
 def test_supernet_eval_text_output(trained):

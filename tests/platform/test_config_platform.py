@@ -65,7 +65,9 @@ def test_errors_name_field_and_reason(patch: dict, field: str, reason: str) -> N
         validate_config({**MINIMAL, **patch}, where="exp.yaml")
     text = str(err.value)
     assert text.startswith("exp.yaml: invalid experiment config")
-    line = next(line for line in text.splitlines() if line.strip().startswith(f"{field}:"))
+    assert "\n" not in text  # one line: problems are separated by "; "
+    problems = text.split("invalid experiment config: ", 1)[1].split("; ")
+    line = next(p for p in problems if p.startswith(f"{field}:"))
     assert reason in line
 
 
@@ -98,3 +100,17 @@ def test_object_store_storage_is_refused_with_what_to_use() -> None:
     with pytest.raises(ConfigError, match=r"storage_path: .*NFS mount"):
         config.with_overrides(storage_path="s3://bucket/rnc")
     assert config.with_overrides(storage_path="/mnt/rnc-shared/ray").storage_path == "/mnt/rnc-shared/ray"
+
+
+def test_command_line_overrides_budgets_evaluations_and_set() -> None:
+    cfg = validate_config(MINIMAL, where="t")
+    over = cfg.with_overrides(budgets=[64, 0], evaluations=12, sets=["search.batch_size=4", "supernet.epochs=2"])
+    assert (over.hardware.budgets, over.search.evaluations, over.search.batch_size) == ([64, 0], 12, 4)
+    assert over.supernet.epochs == 2
+    assert over.with_overrides(sets=["hardware.set.adc_bits=6"]).hardware.for_budget(8).adc_bits == 6
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        cfg.with_overrides(sets=["search.batch_size"])
+    with pytest.raises(ConfigError, match=r"search\.batch_sizes: unknown field"):
+        cfg.with_overrides(sets=["search.batch_sizes=3"])
+    with pytest.raises(ConfigError, match=r"search\.evaluations"):
+        cfg.with_overrides(evaluations=0)

@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 import yaml
+from mlflow import MlflowClient
+
+from rnc.platform.config import ExperimentConfig
+from rnc.platform.launch import run_launch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ray = pytest.importorskip("ray")
-from mlflow import MlflowClient  # noqa: E402
-
-from rnc.platform.config import ExperimentConfig  # noqa: E402
-from rnc.platform.launch import run_launch  # noqa: E402
 
 EVALUATIONS, BATCH = 24, 8
 SEARCHERS = ("nsga2", "random")
@@ -70,7 +69,7 @@ def first(ray_local, workdir: Path):
 
 
 def _key_columns(df):
-    cols = ["candidate_id", "genome_key", "latency_ns", "energy_uj", "feasible", "pareto_budget", "pareto_global"]
+    cols = ["candidate_id", "network_key", "latency_ns", "energy_uj", "feasible", "pareto_budget", "pareto_global"]
     return df.sort_values("candidate_id")[cols].reset_index(drop=True)
 
 
@@ -92,10 +91,16 @@ def test_every_candidate_is_tracked_once_as_nested_run(first) -> None:
         )
         ids = [r.data.tags["rnc.candidate_id"] for r in runs]
         assert len(ids) == len(set(ids)) == EVALUATIONS
+        # the evaluation budget counts distinct networks: no network twice in a trial
+        networks = [r.data.params["network"] for r in runs]
+        assert len(set(networks)) == EVALUATIONS
         for run in runs:
             assert {"latency_ns", "energy_uj", "utilization", "crossbars_used", "feasible"} <= set(run.data.metrics)
             assert run.info.status == "FINISHED"
-            assert "genome" in run.data.params and len(run.data.params) > 10  # genes as params
+            # active genes as params: mbv3 has 36 genes, a network uses 4 depth genes + 2 genes per block
+            depths = [int(run.data.params[f"s{i}_depth"]) for i in range(1, 5)]
+            assert len(run.data.params) == 3 + 4 + 2 * sum(depths)
+            assert run.info.run_name.startswith(run.data.tags["searcher"] + " b")
         assert trial.data.metrics["evaluated"] == EVALUATIONS
         assert "hypervolume" in trial.data.metrics
         total += len(runs)
@@ -134,9 +139,9 @@ def test_pareto_tags_match_an_independent_sort(first) -> None:
         everywhere = [p[2] for p in points.values() if p[1]]
         on_budget = feasible and not any(_dominates(g, f) for g in same_budget)
         on_global = feasible and not any(_dominates(g, f) for g in everywhere)
-        assert (run.data.tags.get("pareto_budget") == "true") == on_budget, run.data.tags["rnc.candidate_id"]
-        assert (run.data.tags.get("pareto_global") == "true") == on_global, run.data.tags["rnc.candidate_id"]
-    assert any(r.data.tags.get("pareto_global") == "true" for r in runs)
+        assert run.data.metrics["pareto_budget"] == float(on_budget), run.data.tags["rnc.candidate_id"]
+        assert run.data.metrics["pareto_global"] == float(on_global), run.data.tags["rnc.candidate_id"]
+    assert any(r.data.metrics["pareto_global"] == 1 for r in runs)
 
 
 def _trial_ids(client, exp, launch) -> list[str]:

@@ -102,7 +102,7 @@ def test_front_tables_show_each_network_once_and_count_its_evaluations() -> None
             "latency_ns": [2e3, 2e3, 2e3, 1e3],
             "crossbars_used": [10, 10, 10, 5],
             "utilization": [0.5, 0.5, 0.5, 0.4],
-            "genome_key": ["a", "a", "a", "b"],
+            "network_key": ["a", "a", "a", "b"],
         }
     )
     objectives = [("accuracy", "max"), ("latency_ns", "min")]

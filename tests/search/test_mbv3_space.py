@@ -21,7 +21,7 @@ def test_registry_and_errors():
     assert SPACES["mbv3"] is Mbv3Space
     with pytest.raises(UnknownSpaceError, match=r"valid names: .*mbv3"):
         get_space("mobilenet")
-    with pytest.raises(ValueError, match="bad options"):
+    with pytest.raises(ValueError, match="unknown option 'kernel'"):
         get_space("mbv3", kernel=3)
     with pytest.raises(ValueError, match="too small"):
         get_space("mbv3", resolution=4)

@@ -14,13 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rnc.errors import UserError
+from rnc.platform.storage import check_writable_file
+
 MODEL_HELP = (
     "torchvision:NAME[:NUM_CLASSES] (e.g. torchvision:squeezenet1_1:10), rnc:NAME[:NUM_CLASSES] for the "
     "project's example models (rnc:vgg8), or path/to/file.py:factory (a function returning an nn.Module)."
 )
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UserError, ValueError):
     """A MODEL argument that cannot be turned into a torch module."""
 
 
@@ -116,38 +119,55 @@ def _fmt_ns(value: float) -> str:
     return f"{value / 1e3:,.1f}"
 
 
+def _fmt_uj(energy_pj: float) -> str:
+    return f"{energy_pj / 1e6:.4g}"
+
+
 def print_result(result, console: Console, *, title: str) -> None:
-    """The per-layer table and the totals of a :class:`rnc.simulator.CompileResult`."""
+    """The per-layer table and the totals of a :class:`rnc.simulator.CompileResult`, in the units ``launch``
+    shows (latency µs, energy µJ; the metric table, :mod:`rnc.platform.metrics`)."""
     table = Table(title=title, show_lines=False, header_style="bold")
     for col, justify in (
         ("#", "right"), ("layer", "left"), ("kind", "left"), ("shape", "left"), ("pos", "right"),
-        ("xbar", "right"), ("copies", "right"), ("xbars", "right"), ("cells", "right"), ("util", "right"),
-        ("stage us", "right"), ("finish us", "right"), ("energy nJ", "right"),
+        ("xbar", "right"), ("copies", "right"), ("xbars*", "right"), ("share", "right"), ("cells", "right"),
+        ("util", "right"), ("stage µs", "right"), ("finish µs", "right"), ("energy µJ", "right"),
     ):
         table.add_column(col, justify=justify)
+    touched = 0
+    shares = 0.0
     for row in result.layers:
         k = row["kernel"]
         shape = f"{row['in_channels']}->{row['out_channels']}"
         if row["kind"] != "linear":
             shape += f" {k[0]}x{k[1]}" + (f" g{row['groups']}" if row["groups"] > 1 else "")
         size = row["crossbar_size"]
+        share = row["cells"] / (size[0] * size[1])  # crossbar-equivalents of this layer's cells
+        touched += row["crossbars"]
+        shares += share
         table.add_row(
             str(row["index"]), row["name"], row["kind"], shape, f"{row['positions']:,}", f"{size[0]}x{size[1]}",
-            str(row["copies"]), str(row["crossbars"]), f"{row['cells']:,}", f"{row['crossbar_share']:.0%}",
-            _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]), f"{row['energy_pj'] / 1e3:,.1f}",
+            str(row["copies"]), str(row["crossbars"]), f"{share:,.2f}", f"{row['cells']:,}",
+            f"{row['crossbar_share']:.0%}", _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]),
+            _fmt_uj(row["energy_pj"]),
         )
     console.print(table)
     s = result.summary()
     budget = "unlimited" if s["budget"] == 0 else f"{s['budget']:,}"
     status = "[green]feasible[/]" if s["feasible"] else f"[red]infeasible[/] (needs at least {s['min_crossbars']:,})"
-    energy = ", ".join(f"{k} {v / 1e3:,.1f}" for k, v in s["energy_by_component_pj"].items())
+    energy = ", ".join(f"{k} {_fmt_uj(v)}" for k, v in s["energy_by_component_pj"].items())
     sizes = ", ".join(f"{n:,} of {size}" for size, n in result.crossbars_by_size.items())
+    console.print(
+        f"[dim]xbars* = crossbars a layer's weight boxes touch (all copies); packing puts boxes of several layers "
+        f"into one crossbar, so the column sums to {touched:,} against {s['crossbars_used']:,} distinct crossbars. "
+        f"share = the layer's cells in crossbar-equivalents (sums to {shares:,.1f}); util = its cells / cells of "
+        f"the crossbars it touches.[/]"
+    )
     console.print(
         f"[bold]{result.strategy}[/]: {status}; crossbars used {s['crossbars_used']:,} ({sizes}) of budget {budget}, "
         f"minimum {s['min_crossbars']:,}; utilization {s['utilization']:.1%}\n"
-        f"latency {s['latency_ns'] / 1e3:,.1f} us; throughput {s['throughput_ips']:,.1f} images/s; "
-        f"energy {s['energy_pj'] / 1e3:,.1f} nJ ({energy} nJ); area {s['area_mm2']:.4f} mm2; "
-        f"EDAP {s['edap']:.4g} pJ*ns*mm2; {s['tops']:.4g} TOPS; {s['tops_per_w']:.4g} TOPS/W"
+        f"latency {s['latency_ns'] / 1e3:,.1f} µs; throughput {s['throughput_ips']:,.1f} images/s; "
+        f"energy {_fmt_uj(s['energy_pj'])} µJ ({energy} µJ); area {s['area_mm2']:.4f} mm²; "
+        f"EDAP {s['edap']:.4g} pJ·ns·mm²; {s['tops']:.4g} TOPS; {s['tops_per_w']:.4g} TOPS/W"
     )
 
 
@@ -183,46 +203,31 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
-        from rnc.simulator import (
-            CompileError,
-            HardwareConfig,
-            HardwareConfigError,
-            WorkloadError,
-            compile_workload,
-            parse_input_shape,
-            trace_workload,
-        )
+        from rnc.simulator import HardwareConfig, compile_workload, parse_input_shape, trace_workload
         from rnc.simulator.compiler import resolve_options
 
         console = Console()
         if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
             console = Console(width=200)
-        err = Console(stderr=True)
-        try:
-            shape = parse_input_shape(input_shape)
-            hw = HardwareConfig.resolve(hardware)
-            if set_values:
-                hw = hw.set_values(list(set_values))
-            if crossbars is not None:
-                hw = hw.with_updates(crossbars=crossbars)
-            resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack, depthwise_split=depthwise_split,
-                            depthwise_mapping=depthwise_mapping, duplication=duplication, min_gain=min_gain)
-            module = load_model(model)
-            check_input(module, shape, model)
-            with console.status(f"tracing {model} at {input_shape}"):
-                workload = trace_workload(module, shape, name=model)
-            with console.status(f"compiling {len(workload)} layers ({strategy})"):
-                result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
-                                          depthwise_split=depthwise_split, depthwise_mapping=depthwise_mapping,
-                                          duplication=duplication, min_gain=min_gain)
-        except (ModelSpecError, WorkloadError, HardwareConfigError, CompileError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        shape = parse_input_shape(input_shape)
+        hw = HardwareConfig.resolve(hardware)
+        if set_values:
+            hw = hw.set_values(list(set_values))
+        if crossbars is not None:
+            hw = hw.with_updates(crossbars=crossbars)
+        resolve_options(strategy, hw, seed=seed, duplicate=duplicate, pack=pack, depthwise_split=depthwise_split,
+                        depthwise_mapping=depthwise_mapping, duplication=duplication, min_gain=min_gain)
+        if json_out is not None:
+            check_writable_file(json_out, "--json")
+        module = load_model(model)
+        check_input(module, shape, model)
+        with console.status(f"tracing {model} at {input_shape}"):
+            workload = trace_workload(module, shape, name=model)
+        with console.status(f"compiling {len(workload)} layers ({strategy})"):
+            result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
+                                      depthwise_split=depthwise_split, depthwise_mapping=depthwise_mapping,
+                                      duplication=duplication, min_gain=min_gain)
         print_result(result, console, title=f"{model} @ {'x'.join(map(str, shape))} on {hw.name} ({strategy})")
         if json_out is not None:
-            try:
-                write_json_atomic(json_out, result.to_dict())
-            except OSError as exc:
-                err.print(f"[red]error:[/] cannot write {json_out}: {exc}")
-                raise typer.Exit(2) from None
+            write_json_atomic(json_out, result.to_dict())
             console.print(f"plan and PPA written to {json_out}")

@@ -21,19 +21,12 @@ hardware_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    """One line on stderr (no wrapping, no markup), exit status 2."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(f"error: {message}", markup=False)
-    raise typer.Exit(2)
-
-
 def _load(spec: str):
-    from rnc.simulator.hardware import HardwareConfig, HardwareConfigError
+    """The hardware ``spec`` names; a bad one raises ``HardwareConfigError``, which the CLI prints as one line on
+    stderr with exit status 2 (:mod:`rnc.platform.cli_errors`)."""
+    from rnc.simulator.hardware import HardwareConfig
 
-    try:
-        return HardwareConfig.resolve(spec)
-    except HardwareConfigError as exc:
-        _fail(" ".join(str(exc).split()))
+    return HardwareConfig.resolve(spec)
 
 
 def _console() -> Console:
@@ -123,8 +116,10 @@ def show_command(name: str = typer.Argument(..., help="A preset name (see `hardw
 @hardware_app.command("check")
 def check_command(path: Path = typer.Argument(..., help="A hardware YAML file (`base: PRESET` inherits).")) -> None:
     """Validate a hardware file; on success print its roll-up, else one line naming the field (exit 2)."""
+    from rnc.simulator.hardware import HardwareConfigError
+
     if not path.is_file():
-        _fail(f"hardware file {str(path)!r} does not exist")
+        raise HardwareConfigError(f"hardware file {str(path)!r} does not exist")
     hw = _load(str(path))
     console = _console()
     console.print(f"ok: {path} is a valid hardware description ({hw.name})")

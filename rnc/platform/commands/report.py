@@ -23,22 +23,24 @@ def register(app: typer.Typer) -> None:
         """Pareto fronts per budget and across budgets of a finished launch, as tables and plots."""
         from rnc.platform.config import absolute_tracking_uri
         from rnc.platform.report import load_launch, mlflow_ui_command, plot_fronts, print_fronts
+        from rnc.platform.storage import check_writable_dir
+        from rnc.platform.tracking_check import check_tracking_uri
 
         console = Console()
-        uri = absolute_tracking_uri(tracking_uri)
-        try:
-            launch, df, objectives = load_launch(uri, run)
-        except LookupError as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        uri = absolute_tracking_uri(check_tracking_uri(tracking_uri, "--tracking-uri", must_exist=True))
+        if out is not None:
+            check_writable_dir(out, "--out")
+        launch, df, objectives = load_launch(uri, run)
         launch_id = launch.data.tags.get("rnc.launch_id", launch.info.run_id)
+        folder = out or Path("rnc-runs") / f"report-{launch_id}"
+        check_writable_dir(folder, "--out")
+        plots = plot_fronts(df, objectives)
         console.print(
             f"[bold]launch[/] {launch_id} (run {launch.info.run_id}, {launch.info.status}): {len(df)} candidates, "
             f"{int(df.feasible.sum())} feasible, budgets {sorted(int(b) for b in df.budget.unique())}"
         )
         print_fronts(df, objectives, console, max_rows=max_rows)
-        folder = out or Path("rnc-runs") / f"report-{launch_id}"
-        for rel, content in plot_fronts(df, objectives).items():
+        for rel, content in plots.items():
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)

@@ -20,14 +20,12 @@ def register(app: typer.Typer) -> None:
         name: str | None = typer.Option(None, "--space", help="Show only this space."),
     ) -> None:
         """List the search spaces: genes, choices and the exact number of distinct networks."""
-        from rnc.search.spaces import SPACES, get_space
+        from rnc.errors import check_names
+        from rnc.search.spaces import SPACES, UnknownSpaceError, get_space
 
-        err = Console(stderr=True)
         names = sorted(SPACES)
         if name is not None:
-            if name not in SPACES:
-                err.print(f"[red]error:[/] unknown search space {name!r}; valid names: {', '.join(names)}")
-                raise typer.Exit(2)
+            check_names("search space", [name], names, where="--space", error=UnknownSpaceError)
             names = [name]
         described = {n: get_space(n).describe() for n in names}
         if json_out:

@@ -21,17 +21,14 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE, e.g. --option width_mult=0.5")
+            raise typer.BadParameter(
+                f"{item!r}: expected KEY=VALUE, e.g. --option width_mult=0.5", param_hint="--option"
+            )
         try:
             options[key] = json.loads(text)
         except json.JSONDecodeError:
             options[key] = text
     return options
-
-
-def _fail(err: Console, exc: BaseException) -> typer.Exit:
-    err.print(f"[red]error:[/] {exc}")
-    return typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -58,24 +55,26 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     ) -> None:
         """Train SPACE's supernet on DATASET (sandwich rule, in-place distillation) into --out."""
+        from rnc.errors import check_names
+        from rnc.platform.storage import check_writable_dir
         from rnc.platform.training import train_supernet_job
-        from rnc.search.datasets import DatasetError
-        from rnc.search.spaces import SPACES
-        from rnc.search.supernet.checkpoint import CheckpointError, SupernetSpec, load_manifest
+        from rnc.search.datasets import DATASETS, check_dataset_files
+        from rnc.search.spaces import SPACES, UnknownSpaceError, get_space
+        from rnc.search.supernet.checkpoint import SupernetSpec, load_manifest
 
-        err = Console(stderr=True)
-        if space not in SPACES:
-            raise _fail(err, ValueError(f"unknown search space {space!r}; valid names: {', '.join(sorted(SPACES))}"))
-        try:
-            spec = SupernetSpec(
-                space=space, space_options=_parse_options(options), dataset=dataset, image_size=image_size,
-                data_root=None if data_root is None else str(data_root), epochs=epochs, seed=seed,
-                batch_size=batch_size, lr=lr, download=download,
-            )
-            train_supernet_job(spec, out, num_workers=workers, use_gpu=gpu, progress=not quiet)
-            manifest = load_manifest(out)
-        except (DatasetError, CheckpointError, ValueError, RuntimeError) as exc:
-            raise _fail(err, exc) from None
+        check_names("search space", [space], sorted(SPACES), where="--space", error=UnknownSpaceError)
+        check_names("dataset", [dataset], DATASETS, where="--dataset")
+        space_options = _parse_options(options)
+        get_space(space, **space_options)  # unknown or bad options fail here, before any training
+        check_dataset_files(dataset, root=data_root, download=download)
+        check_writable_dir(out, "--out")
+        spec = SupernetSpec(
+            space=space, space_options=space_options, dataset=dataset, image_size=image_size,
+            data_root=None if data_root is None else str(data_root), epochs=epochs, seed=seed,
+            batch_size=batch_size, lr=lr, download=download,
+        )
+        train_supernet_job(spec, out, num_workers=workers, use_gpu=gpu, progress=not quiet)
+        manifest = load_manifest(out)
         console = Console()
         table = Table(title=f"supernet {space} on {dataset}: {out}", show_edge=False)
         table.add_column("metric")
@@ -100,24 +99,26 @@ def register(app: typer.Typer) -> None:
         """Accuracy of one subnet: inherited weights, batch-norm recalibrated, top-1 on the held-out test split."""
         import numpy as np
 
-        from rnc.search.datasets import DatasetError
-        from rnc.search.spaces import GenomeError
-        from rnc.search.supernet.checkpoint import CheckpointError
+        from rnc.search.spaces import get_space
+        from rnc.search.supernet.checkpoint import load_manifest, read_weights
         from rnc.search.supernet.evaluate import SubnetEvaluator, resolve_genome
-        from rnc.simulator import HardwareConfig, HardwareConfigError
+        from rnc.simulator import HardwareConfig
 
-        err = Console(stderr=True)
-        try:
-            hw = None
-            if hardware is not None:
-                hw = HardwareConfig.resolve(hardware)
-                if set_values:
-                    hw = hw.set_values(list(set_values))
-            evaluator = SubnetEvaluator(checkpoint, device=device, data_root=data_root)
-            chosen = resolve_genome(evaluator.space, genome, np.random.default_rng(seed))
-            result = evaluator.evaluate(chosen, hw=hw, seed=seed)
-        except (CheckpointError, DatasetError, GenomeError, HardwareConfigError, ValueError, RuntimeError) as exc:
-            raise _fail(err, exc) from None
+        hw = None
+        if hardware is not None:
+            hw = HardwareConfig.resolve(hardware)
+            if set_values:
+                hw = hw.set_values(list(set_values))
+        if device is not None and device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+            raise typer.BadParameter(f"{device!r}: expected cpu, cuda or cuda:N", param_hint="--device")
+        # everything the user gave is checked before the data is loaded
+        manifest = load_manifest(checkpoint)
+        chosen = resolve_genome(
+            get_space(manifest["space"], **manifest["space_options"]), genome, np.random.default_rng(seed)
+        )
+        read_weights(checkpoint)
+        evaluator = SubnetEvaluator(checkpoint, device=device, data_root=data_root)
+        result = evaluator.evaluate(chosen, hw=hw, seed=seed)
         if json_out:
             typer.echo(json.dumps({"accuracy": result["accuracy"], "hw_accuracy": result["hw_accuracy"]}))
             return

@@ -45,6 +45,9 @@ def make_searcher(
     ``n_objectives`` objectives are minimized; ``n_constraints`` violations (``<= 0`` satisfied) are told with
     each result. ``options`` are searcher specific (``SEARCHERS[name].OPTIONS`` lists them with defaults).
     """
+    from rnc.errors import check_names
+
+    check_names("searcher", [name], sorted(SEARCHERS), where="searchers", error=SearcherError)
     try:
         cls = SEARCHERS[name]
     except (KeyError, TypeError):

@@ -15,6 +15,11 @@ Conventions (the same for all searchers):
   violation. As a safety net, ``NaN`` and ``+inf`` objectives are accepted and replaced by the worst (largest)
   finite value told so far in that objective, this batch included (``0.0`` when none has been seen);
   ``-inf`` (better than anything) is rejected. Violations must be finite.
+- Failed evaluations: a row with a non-finite objective is a *failed* candidate and is infeasible in every
+  searcher, whatever its told violations: its violations are raised to at least ``1.0``, NSGA-II sees one more
+  constraint (``evaluated``, violated by failed rows; pymoo ranks feasible before infeasible), the Bayesian
+  searcher tells Optuna the trial FAILED (Optuna's state for failed evaluations, never on ``best_trials``). So
+  a failure filled with ``0.0`` can never dominate a measured candidate. :attr:`Searcher.told_failed` lists them.
 - Duplicates: a searcher never asks a genome it has asked before, where its library allows; when the space
   is exhausted it raises :class:`SearchSpaceExhaustedError`.
 - State: :meth:`Searcher.state_dict` records the configuration and the full ask/tell log (plain lists and
@@ -33,10 +38,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rnc.errors import UserError, check_names
+
 STATE_FORMAT = "rnc.searcher/1"
 
 
-class SearcherError(ValueError):
+class SearcherError(UserError, ValueError):
     """Bad input to a searcher: the message says what was wrong and what to do."""
 
 
@@ -83,12 +90,8 @@ class Searcher(ABC):
             raise SearcherError(f"n_constraints must be a non-negative int, got {n_constraints!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise SearcherError(f"seed must be a non-negative int, got {seed!r}")
-        unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            raise SearcherError(
-                f"searcher {self.name!r}: unknown option(s) {unknown}; valid options are "
-                f"{sorted(self.OPTIONS)} (defaults {self.OPTIONS})"
-            )
+        check_names("option", sorted(set(options) - set(self.OPTIONS)), sorted(self.OPTIONS),
+                    where=f"searcher {self.name!r}", error=SearcherError)
         self.n_objectives = int(n_objectives)
         self.n_constraints = int(n_constraints)
         self.seed = int(seed)
@@ -104,6 +107,7 @@ class Searcher(ABC):
         self._told_x: list[GenomeKey] = []
         self._told_f: list[list[float]] = []
         self._told_g: list[list[float]] = []
+        self._told_failed: list[bool] = []
         self._worst = np.full(self.n_objectives, -np.inf)
 
     @property
@@ -130,6 +134,11 @@ class Searcher(ABC):
     def n_outstanding(self) -> int:
         """Genomes asked but not told yet."""
         return len(self._outstanding)
+
+    @property
+    def told_failed(self) -> np.ndarray:
+        """``(n_told,)`` booleans, in tell order: which told rows had a non-finite objective (failed, infeasible)."""
+        return np.array(self._told_failed, dtype=bool)
 
     def is_asked(self, genome: Sequence[int] | np.ndarray) -> bool:
         return genome_key(genome) in self._asked
@@ -184,24 +193,28 @@ class Searcher(ABC):
                         f"genome {list(got)} but the next outstanding genome is "
                         f"{list(want) if want is not None else 'none (nothing left to tell)'}"
                     )
+        failed = ~np.all(np.isfinite(f), axis=1)
         f = self._clean_objectives(f)
-        self._tell(np.array(keys, dtype=np.int64).reshape(n, -1), f, g)
+        if failed.any() and g.shape[1]:
+            g = np.where(failed[:, None], np.maximum(g, 1.0), g)
+        self._tell(np.array(keys, dtype=np.int64).reshape(n, -1), f, g, failed)
         for _ in range(n):
             self._outstanding.popleft()
         self._told_x.extend(keys)
         self._told_f.extend(f.tolist())
         self._told_g.extend(g.tolist())
-        self._events.append({"op": "tell", "objectives": f.tolist(), "violations": g.tolist()})
+        self._told_failed.extend(bool(x) for x in failed)
+        event: dict[str, Any] = {"op": "tell", "objectives": f.tolist(), "violations": g.tolist()}
+        if failed.any():
+            event["failed"] = [bool(x) for x in failed]
+        self._events.append(event)
 
     def state_dict(self) -> dict[str, Any]:
         """Configuration plus the full ask/tell log: plain lists and numbers (JSON and pickle friendly)."""
         return {
             "format": STATE_FORMAT,
             "config": self.config,
-            "events": [
-                {key: [list(row) for row in value] if isinstance(value, list) else value for key, value in e.items()}
-                for e in self._events
-            ],
+            "events": [{key: _plain(value) for key, value in e.items()} for e in self._events],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -232,7 +245,10 @@ class Searcher(ABC):
             elif event["op"] == "tell":
                 keys = list(self._outstanding)[: len(event["objectives"])]
                 violations = event["violations"] if self.n_constraints else None
-                self.tell([list(k) for k in keys], event["objectives"], violations)
+                objectives = np.array(event["objectives"], dtype=float).reshape(len(keys), -1)
+                if "failed" in event:  # replay the failure itself, so the fill and the infeasibility are redone
+                    objectives[np.array(event["failed"], dtype=bool)] = np.nan
+                self.tell([list(k) for k in keys], objectives, violations)
             else:
                 raise StateMismatchError(f"unknown event {event['op']!r} at position {i} of the state log")
 
@@ -242,8 +258,9 @@ class Searcher(ABC):
         """Exactly ``n`` genomes that were never asked before (``self._asked``) and are distinct."""
 
     @abstractmethod
-    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray) -> None:
-        """Feed finite, cleaned results (shapes ``(n, d)``, ``(n, m)``, ``(n, k)``) to the library."""
+    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray, failed: np.ndarray) -> None:
+        """Feed finite, cleaned results (shapes ``(n, d)``, ``(n, m)``, ``(n, k)``) to the library; ``failed``
+        ``(n,)`` marks rows whose evaluation failed, which the library must treat as infeasible."""
 
     @abstractmethod
     def _restart(self) -> None:
@@ -346,6 +363,13 @@ def draw_unasked(
         raise SearchSpaceExhaustedError(f"all {cardinality} genomes of the space were asked")
     idx = unasked[int(rng.integers(len(unasked)))]
     return tuple(int(v) for v in np.unravel_index(idx, tuple(n_choices)))
+
+
+def _plain(value: Any) -> Any:
+    """A copy of an event value: lists of rows copied row by row, flat lists and scalars as they are."""
+    if isinstance(value, list):
+        return [list(row) if isinstance(row, list) else row for row in value]
+    return value
 
 
 def _check_n_choices(n_choices: Sequence[int]) -> list[int]:

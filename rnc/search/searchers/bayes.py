@@ -136,14 +136,17 @@ class BayesSearcher(Searcher):
             out.append(key)
         return out
 
-    def _tell_trial(self, trial: Trial, objectives: list[float], violations: list[float]) -> None:
+    def _tell_trial(self, trial: Trial, objectives: list[float], violations: list[float], failed: bool) -> None:
+        if failed:  # Optuna's state for a failed evaluation: no values, never on best_trials, not modelled
+            self._study.tell(trial, state=TrialState.FAIL)
+            return
         for j, v in enumerate(violations):
             trial.set_constraint(f"c{j}", float(v))
         self._study.tell(trial, values=[float(v) for v in objectives])
 
-    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray) -> None:
-        for x, f, g in zip(genomes, objectives, violations, strict=True):
+    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray, failed: np.ndarray) -> None:
+        for x, f, g, bad in zip(genomes, objectives, violations, failed, strict=True):
             key = tuple(int(v) for v in x)
             trial = self._trials.pop(key)
-            self._results[key] = (f.tolist(), g.tolist())
+            self._results[key] = (f.tolist(), g.tolist(), bool(bad))
             self._tell_trial(trial, *self._results[key])

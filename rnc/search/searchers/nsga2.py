@@ -88,7 +88,7 @@ class NSGA2Searcher(Searcher):
         self._problem = Problem(
             n_var=len(self.n_choices),
             n_obj=self.n_objectives,
-            n_ieq_constr=self.n_constraints,
+            n_ieq_constr=self.n_constraints + 1,  # the last one: "evaluated" (violated by failed rows)
             xl=np.zeros(len(self.n_choices)),
             xu=np.array(self.n_choices, dtype=float) - 1.0,
             vtype=int,
@@ -177,15 +177,13 @@ class NSGA2Searcher(Searcher):
         return Population.new(X=np.array(sorted(taken), dtype=float))
 
     # -- tell -----------------------------------------------------------------------------------------
-    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray) -> None:
+    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray, failed: np.ndarray) -> None:
         self._gen_f.extend(objectives)
-        self._gen_g.extend(violations)
+        self._gen_g.extend(np.column_stack([violations, failed.astype(float)]))
         assert self._generation is not None
         if len(self._gen_f) == self._handed_out == len(self._generation):
             f = np.array(self._gen_f, dtype=float)
-            kwargs: dict[str, np.ndarray] = {"F": f}
-            if self.n_constraints:
-                kwargs["G"] = np.array(self._gen_g, dtype=float)
+            kwargs: dict[str, np.ndarray] = {"F": f, "G": np.array(self._gen_g, dtype=float)}
             Evaluator().eval(StaticProblem(self._problem, **kwargs), self._generation)
             self._algorithm.tell(infills=self._generation)
             self._generation = None

@@ -37,5 +37,5 @@ class RandomSearcher(Searcher):
             out.append(key)
         return out
 
-    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray) -> None:
+    def _tell(self, genomes: np.ndarray, objectives: np.ndarray, violations: np.ndarray, failed: np.ndarray) -> None:
         """Random search does not learn from results."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any
 
+from rnc.errors import UserError, check_names
 from rnc.search.spaces.base import Gene, GenomeError, SearchSpace, SupernetModule
 from rnc.search.spaces.mbv3 import Mbv3Space
 
@@ -31,7 +33,7 @@ for _name, _module, _cls in _OPTIONAL_SPACES:
         SPACES[_name] = getattr(importlib.import_module(_module), _cls)
 
 
-class UnknownSpaceError(KeyError):
+class UnknownSpaceError(UserError, KeyError):
     """A space name that is not registered; the message lists the valid names."""
 
     def __str__(self) -> str:
@@ -40,12 +42,15 @@ class UnknownSpaceError(KeyError):
 
 def get_space(name: str, **options: Any) -> SearchSpace:
     """Build the space ``name`` with ``options``; a clear error lists the valid names or the bad option."""
-    if name not in SPACES:
-        raise UnknownSpaceError(f"unknown search space {name!r}; valid names: {', '.join(sorted(SPACES))}")
+    check_names("search space", [name], sorted(SPACES), where="space", error=UnknownSpaceError)
+    # the constructor's own keywords, plus hardware_genes, which SearchSpace adds to every space's constructor
+    params = inspect.signature(SPACES[name]).parameters.values()
+    accepted = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)] + ["hardware_genes"]
+    check_names("option", sorted(options), accepted, where=f"search space {name!r}", error=GenomeError)
     try:
         return SPACES[name](**options)
-    except TypeError as exc:
-        raise ValueError(f"search space {name!r}: bad options {sorted(options)}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise GenomeError(f"search space {name!r}: bad options {options}: {exc}") from None
 
 
 __all__ = [

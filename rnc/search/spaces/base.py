@@ -27,11 +27,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rnc.errors import UserError, check_names
 from rnc.search.spaces.hardware_genes import HW_PREFIX, apply_hardware_values, parse_hardware_genes
 from rnc.simulator import HardwareConfig, Workload
 
 
-class GenomeError(ValueError):
+class GenomeError(UserError, ValueError):
     """A genome or gene dict that does not belong to the space; the message names the gene."""
 
 
@@ -197,6 +198,21 @@ class SearchSpace(ABC):
         return np.zeros(len(self.genes), dtype=np.int64)
 
     def validate(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``genome`` as an ``int64`` vector after checking it: one integer choice index per gene, in range.
+
+        Booleans and non-integral numbers (``0.5``, ``True``) are refused, not truncated."""
+        if isinstance(genome, np.ndarray) and genome.dtype.kind in "iu":
+            bad = []
+        elif isinstance(genome, np.ndarray):
+            flat = genome.reshape(-1)
+            bad = [] if genome.dtype.kind == "f" and np.all(flat == np.rint(flat)) else flat.tolist()
+        else:
+            bad = [v for v in np.asarray(genome, dtype=object).reshape(-1).tolist() if not _is_integral(v)]
+        if bad:
+            raise GenomeError(
+                f"space {self.name!r}: genome entries must be integer choice indices, got {bad[:3]}; use "
+                "`rnc-platform spaces` for the choices, or a JSON object of gene values"
+            )
         arr = np.asarray(genome, dtype=np.int64).reshape(-1)
         if arr.shape[0] != len(self.genes):
             raise GenomeError(f"space {self.name!r}: genome has {arr.shape[0]} genes, expected {len(self.genes)}")
@@ -216,21 +232,48 @@ class SearchSpace(ABC):
         return {gene.name: gene.choices[int(i)] for gene, i in zip(self.genes, arr, strict=True)}
 
     def encode(self, values: Mapping[str, Any]) -> np.ndarray:
-        missing = [g.name for g in self.genes if g.name not in values]
-        unknown = sorted(set(values) - {g.name for g in self.genes})
-        if missing or unknown:
-            raise GenomeError(f"space {self.name!r}: missing genes {missing}, unknown genes {unknown}")
+        names = [g.name for g in self.genes]
+        check_names("gene", sorted(set(values) - set(names)), names, where=f"space {self.name!r}", error=GenomeError)
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise GenomeError(f"space {self.name!r}: missing genes {missing}; give a value for every gene")
         out = []
         for gene in self.genes:
             value = values[gene.name]
-            if value not in gene.choices:
+            if not any(type(value) is type(c) or (_is_number(value) and _is_number(c)) for c in gene.choices) or (
+                value not in gene.choices
+            ):
                 raise GenomeError(f"space {self.name!r}: gene {gene.name!r} = {value!r} not in {list(gene.choices)}")
             out.append(gene.choices.index(value))
         return np.array(out, dtype=np.int64)
 
+    def active_mask(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Which genes of ``genome`` shape its network, a ``bool`` vector ``(len(genes),)``. Every gene is active by
+        default; spaces with elastic depth override this (the genes of blocks or stages beyond the chosen depth
+        are inactive: they change neither the built network nor its workload)."""
+        return np.ones(len(self.validate(genome)), dtype=bool)
+
+    def canonical(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The network's representative genome: inactive genes (:meth:`active_mask`) set to index 0."""
+        arr = self.validate(genome)
+        return np.where(self.active_mask(arr), arr, 0).astype(np.int64)
+
     def key(self, genome: Sequence[int] | np.ndarray) -> str:
-        """A canonical string for caches and MLflow (``"2-0-1-..."``)."""
-        return "-".join(str(int(i)) for i in self.validate(genome))
+        """The network key: the canonical genome as a string (``"2-0-1-..."``); genomes that build the same
+        network (and apply the same hardware genes) share it, so caches, searches and fronts count networks."""
+        return "-".join(str(int(i)) for i in self.canonical(genome))
+
+    def active_genes(self, genome: Sequence[int] | np.ndarray) -> dict[str, Any]:
+        """Gene name -> chosen value for the active genes only (what people and MLflow see)."""
+        arr = self.validate(genome)
+        mask = self.active_mask(arr)
+        return {gene.name: gene.choices[int(i)] for gene, i, on in zip(self.genes, arr, mask, strict=True) if on}
+
+    def label(self, genome: Sequence[int] | np.ndarray) -> str:
+        """A short human description of the network (run names); spaces override it with their own terms."""
+        import hashlib
+
+        return "net-" + hashlib.sha1(self.key(genome).encode()).hexdigest()[:6]
 
     # -- builders ---------------------------------------------------------------------------------------
     @abstractmethod
@@ -273,3 +316,12 @@ class SearchSpace(ABC):
             "num_classes": self.num_classes,
             "options": self.options,
         }
+
+
+def _is_integral(value: object) -> bool:
+    """An int (or integral numpy integer), not a bool and not a float such as ``0.5`` or ``1.0``."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)

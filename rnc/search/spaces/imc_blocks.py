@@ -259,16 +259,16 @@ class ImcBlocksSpace(SearchSpace):
         """Distinct genomes (inactive stages make several genomes encode one network)."""
         return int(np.prod(self.n_choices, dtype=object))
 
-    def canonical(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The genome with the genes of inactive stages (beyond ``num_stages``) set to index 0."""
-        arr = self.validate(genome).copy()
-        active = int(arr[0]) + 1
-        arr[1 + 3 * active : 1 + 3 * self.max_stages] = 0
-        return arr
+    def active_mask(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Inactive: the genes of stages beyond ``num_stages``."""
+        arr = self.validate(genome)
+        mask = np.ones(len(arr), dtype=bool)
+        mask[1 + 3 * (int(arr[0]) + 1) : 1 + 3 * self.max_stages] = False
+        return mask
 
-    def key(self, genome: Sequence[int] | np.ndarray) -> str:
-        """The canonical genome as a string: genomes of the same network share their key."""
-        return "-".join(str(int(i)) for i in self.canonical(genome))
+    def label(self, genome: Sequence[int] | np.ndarray) -> str:
+        """``vgg2x32 res3x64``: per active stage, block type, depth and width."""
+        return " ".join(f"{s.block}{s.depth}x{s.width}" for s in self.stages_of(genome))
 
     def stages_of(self, genome: Sequence[int] | np.ndarray) -> tuple[StageChoice, ...]:
         """The active stages of ``genome``."""

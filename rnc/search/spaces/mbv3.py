@@ -22,7 +22,7 @@ Genes, stage by stage: ``s<i>_depth``, then for the four block positions ``s<i>_
 ``s<i>_b<j>_expand``: 36 genes. Blocks beyond a stage's depth do not exist in the network, so their genes
 do not change it: :attr:`Mbv3Space.cardinality` counts distinct networks,
 ``prod over stages of (9**2 + 9**3 + 9**4) = 7371**4`` (about 2.95e15), while there are ``3**36`` genomes.
-:meth:`Mbv3Space.canonical` maps a genome to its network's representative (inactive genes set to 0).
+:meth:`Mbv3Space.active_mask` marks them; ``canonical`` (set to index 0) and ``key`` follow from it (base class).
 """
 
 from __future__ import annotations
@@ -331,15 +331,27 @@ class Mbv3Space(SearchSpace):
         """Distinct genomes (several genomes encode the same network when blocks are inactive)."""
         return math.prod(self.n_choices)
 
-    def canonical(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
-        """The genome with the genes of inactive blocks (beyond a stage's depth) set to index 0."""
-        arr = self.validate(genome).copy()
+    def active_mask(self, genome: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Inactive: the kernel/expand genes of blocks beyond a stage's depth."""
+        arr = self.validate(genome)
+        mask = np.ones(len(arr), dtype=bool)
         per_stage = 1 + 2 * max(DEPTHS)
         for i in range(len(self.stages)):
             base = i * per_stage
             depth = DEPTHS[arr[base]]
-            arr[base + 1 + 2 * depth : base + per_stage] = 0
-        return arr
+            mask[base + 1 + 2 * depth : base + per_stage] = False
+        return mask
+
+    def label(self, genome: Sequence[int] | np.ndarray) -> str:
+        """``d2.3.4.2.3 k5.0 e4.3``: blocks per stage, mean kernel and mean expansion of the active blocks."""
+        values = self.active_genes(genome)
+        depths = [values[f"s{i + 1}_depth"] for i in range(len(self.stages))]
+        kernels = [v for k, v in values.items() if k.endswith("_kernel")]
+        expands = [v for k, v in values.items() if k.endswith("_expand")]
+        return (
+            f"d{'.'.join(str(d) for d in depths)} k{sum(kernels) / len(kernels):.1f} "
+            f"e{sum(expands) / len(expands):.1f}"
+        )
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -120,6 +120,13 @@ class NaxSpace(SearchSpace):
         arr = self.network_genome(genome)
         return {slot.name: self.crossbar_sizes[int(i)] for slot, i in zip(self.slots, arr[1::2], strict=True)}
 
+    def label(self, genome: Sequence[int] | np.ndarray) -> str:
+        """``k3x14 k5x5 k7x0 xb64-256``: how many conv layers take each kernel size; smallest-largest crossbar."""
+        kernels = self.kernels(genome)
+        sides = list(self.crossbars(genome).values())
+        counts = " ".join(f"k{k}x{kernels.count(k)}" for k in self.kernel_sizes)
+        return f"{counts} xb{min(sides)}-{max(sides)}"
+
     def build_module(self, genome: np.ndarray) -> NaxResNet:
         return NaxResNet(
             self.input_shape[0], self.widths, self.blocks_per_stage, self.kernels(genome), self.num_classes

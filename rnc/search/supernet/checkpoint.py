@@ -30,13 +30,14 @@ from typing import Any
 import torch
 
 import rnc
+from rnc.errors import UserError
 
 MANIFEST = "manifest.json"
 WEIGHTS = "supernet.pt"
 FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint directory that cannot be used; the message names the file and what to do."""
 
 
@@ -104,17 +105,47 @@ def load_manifest(checkpoint_dir: str | Path) -> dict[str, Any]:
     if not manifest_path.is_file():
         raise CheckpointError(f"{manifest_path} is missing: {path} is not a supernet checkpoint (or is incomplete)")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{manifest_path}: not valid JSON ({exc})") from None
+        manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{manifest_path}: not valid JSON ({type(exc).__name__}); the checkpoint is damaged, train it again"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{manifest_path}: expected a JSON object; the checkpoint is damaged, train it again")
     for key in ("space", "space_options", "dataset"):
         if key not in manifest:
             raise CheckpointError(f"{manifest_path}: missing key {key!r}")
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{manifest_path}: format {manifest.get('format')!r}, this version reads {FORMAT}")
-    if not (path / WEIGHTS).is_file():
-        raise CheckpointError(f"{path / WEIGHTS} is missing; the checkpoint is incomplete, train it again")
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the checkpoint is incomplete, train it again")
+    if weights.stat().st_size == 0:
+        raise CheckpointError(f"{weights} is empty (0 bytes); the checkpoint is incomplete, train it again")
     return manifest
+
+
+def read_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``supernet.pt``; :class:`CheckpointError` naming the file when it is empty, truncated or
+    not a torch file."""
+    weights = Path(checkpoint_dir) / WEIGHTS
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, ValueError, OSError, pickle_errors()) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(
+            f"{weights}: cannot read the weights ({type(exc).__name__}: {first}); the file is damaged or truncated, "
+            "train the supernet again"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{weights}: expected a state dict, got {type(state).__name__}; train it again")
+    return state
+
+
+def pickle_errors() -> type[Exception]:
+    import pickle
+
+    return pickle.UnpicklingError
 
 
 def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"):
@@ -124,7 +155,7 @@ def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"
     manifest = load_manifest(checkpoint_dir)
     space = get_space(manifest["space"], **manifest["space_options"])
     supernet = space.build_supernet()
-    state = torch.load(Path(checkpoint_dir) / WEIGHTS, map_location="cpu", weights_only=True)
+    state = read_weights(checkpoint_dir)
     try:
         supernet.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -133,6 +164,11 @@ def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"
 
 
 TrainFn = Callable[[SupernetSpec, Path], None]
+
+
+def cached_checkpoint_dir(spec: SupernetSpec, cache_dir: str | Path) -> Path:
+    """Where :func:`ensure_supernet` keeps the checkpoint of ``spec`` under ``cache_dir`` (it may not exist)."""
+    return Path(cache_dir).expanduser() / f"{spec.space}-{spec.dataset}-{spec.key()[:16]}"
 
 
 def ensure_supernet(
@@ -165,7 +201,7 @@ def ensure_supernet(
     )
     key = spec.key()
     cache = Path(cache_dir).expanduser()
-    target = cache / f"{space_name}-{dataset}-{key[:16]}"
+    target = cached_checkpoint_dir(spec, cache)
     if (target / MANIFEST).is_file():
         manifest = load_manifest(target)
         if manifest.get("key") == key:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rnc.search.spaces.base import GenomeError
 from rnc.simulator import HardwareConfig
 
 
@@ -161,7 +162,7 @@ class SubnetEvaluator:
                     f"hardware-aware accuracy needs rnc.simulator.analog.to_analog, which cannot be imported: {exc}"
                 ) from None
             hardware = self.space.hardware_for(self._genome(genome), hw)
-            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches)
+            analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches, check_layer_names=False)
             hw_accuracy = top1_accuracy(analog, self.test_batches)
         return {"accuracy": accuracy, "hw_accuracy": hw_accuracy}
 
@@ -183,7 +184,7 @@ def resolve_genome(space, text: str | Sequence[int], rng: np.random.Generator) -
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise ValueError(
+        raise GenomeError(
             f"genome {text!r}: expected largest, smallest, random, a JSON list of {len(space.genes)} choice "
             "indices, or a JSON object of gene values"
         ) from None
@@ -191,4 +192,4 @@ def resolve_genome(space, text: str | Sequence[int], rng: np.random.Generator) -
         return space.encode(value)
     if isinstance(value, list):
         return space.validate(value)
-    raise ValueError(f"genome {text!r}: a JSON list or object is expected")
+    raise GenomeError(f"genome {text!r}: a JSON list or object is expected")

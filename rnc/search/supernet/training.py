@@ -161,11 +161,18 @@ def train_supernet(
     images_seen = 0
     started, cpu_started = time.perf_counter(), time.process_time()
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("[bold]supernet[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
     )
     with Progress(*columns, disable=not show, transient=False) as bar:
         task = bar.add_task(f"{space.name}", total=total_steps, status="")
@@ -204,6 +211,12 @@ def train_supernet(
                 "lr": scheduler.get_last_lr()[0], "phase": "sandwich" if sandwich else "full",
             }
             history.append(metrics)
+            if show and not bar.console.is_terminal:  # a file or pipe gets one line per epoch
+                elapsed = time.perf_counter() - started
+                bar.console.print(
+                    f"supernet {space.name}: epoch {epoch + 1}/{epochs}, loss {metrics['train_loss']:.3f}, "
+                    f"{elapsed:.0f} s elapsed, about {elapsed / (epoch + 1) * (epochs - epoch - 1):.0f} s left"
+                )
             if report is not None:
                 report(dict(metrics))
     train_seconds = time.perf_counter() - started

@@ -1,0 +1,204 @@
+"""Faults injected into real launches (local Ray, MLflow SQLite store), then the tracking store is audited.
+
+After each fault and its recovery the store must hold: candidates tracked == asked, 0 duplicates, 0 runs left
+RUNNING, 0 hollow candidate runs (no metrics or no params), and ``pareto_*`` marks (0/1 metrics) equal to an independent
+non-dominated sort of the tracked metrics.
+
+- a second launch into the same storage while one runs: refused at once (exit 2), nothing written;
+- Ctrl-C (SIGINT to the launch's process group, as a terminal sends it): exit 130, the launch and its trials
+  KILLED, no final artifacts, the ``--resume`` command printed; the resume then completes the launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from rnc.platform.cli import app
+from rnc.platform.config import ExperimentConfig
+from rnc.platform.preflight import lock_path
+
+EVALUATIONS, BATCH = 12, 4
+SEARCHERS = ("nsga2", "random")
+BUDGETS = (64, 128)
+
+
+def _config(root: Path, name: str) -> Path:
+    data = {
+        "name": name,
+        "seed": 5,
+        "space": {"name": "mbv3", "options": {"resolution": 32}},
+        "hardware": {"preset": "rnc", "budgets": list(BUDGETS)},
+        "searchers": [{"name": s} for s in SEARCHERS],
+        "objectives": [{"name": "latency"}, {"name": "energy"}],
+        "search": {"evaluations": EVALUATIONS, "batch_size": BATCH, "reference_samples": 8},
+        "pools": {"simulators": 1, "max_concurrent_trials": 1},
+        "storage_path": str(root / "ray"),
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+    }
+    path = root / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _dominates(a, b) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def audit_store(uri: str, experiment: str) -> dict[str, object]:
+    """What the tracking store holds for the latest launch of ``experiment`` (see the module docstring)."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    everything = client.search_runs([exp.experiment_id], "", max_results=50_000)
+    candidates = [r for r in everything if r.data.tags.get("rnc.kind") == "candidate"]
+    ids = [r.data.tags["rnc.candidate_id"] for r in candidates]
+    hollow = [r.data.tags["rnc.candidate_id"] for r in candidates
+              if not r.data.params or "latency_ns" not in r.data.metrics]
+    points = {
+        r.info.run_id: (r.data.tags.get("budget"), r.data.metrics.get("feasible", 0) > 0,
+                        (r.data.metrics.get("latency_ns"), r.data.metrics.get("energy_uj")))
+        for r in candidates if r.info.run_id not in hollow
+    }
+    wrong_tags = []
+    for run in candidates:
+        if run.info.run_id not in points:
+            continue
+        budget, feasible, f = points[run.info.run_id]
+        same = [p[2] for p in points.values() if p[1] and p[0] == budget]
+        every = [p[2] for p in points.values() if p[1]]
+        on_budget = feasible and not any(_dominates(g, f) for g in same)
+        on_global = feasible and not any(_dominates(g, f) for g in every)
+        if (run.data.metrics.get("pareto_budget") == 1) != on_budget:
+            wrong_tags.append(("pareto_budget", run.data.tags["rnc.candidate_id"]))
+        if (run.data.metrics.get("pareto_global") == 1) != on_global:
+            wrong_tags.append(("pareto_global", run.data.tags["rnc.candidate_id"]))
+    return {
+        "tracked": len(set(ids)),
+        "duplicates": len(ids) - len(set(ids)),
+        "running": [r.data.tags.get("rnc.kind") for r in everything if r.info.status == "RUNNING"],
+        "hollow": hollow,
+        "wrong_tags": wrong_tags,
+        "launch_status": [r.info.status for r in everything if r.data.tags.get("rnc.kind") == "launch"],
+    }
+
+
+def test_second_launch_into_the_same_storage_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """No Ray needed: the lock is taken after preflight and before anything starts."""
+    config = _config(tmp_path, "locked")
+    cfg = ExperimentConfig.from_yaml(config)
+    lock = lock_path(Path(cfg.storage_path), cfg.name)
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from filelock import FileLock; import sys, time; l = FileLock({str(lock)!r}); "
+                               "l.acquire(); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["launch", str(config)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and "another launch of 'locked' is running there" in result.stderr
+    assert sorted(p.name for p in lock.parent.iterdir()) == [".launch.lock"]  # no latest.json
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigint_kills_the_runs_and_resume_completes(tmp_path: Path) -> None:
+    config = _config(tmp_path, "interrupted")
+    storage = tmp_path / "ray" / "interrupted"
+    env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnc.platform.cli", "launch", str(config)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the launch ended before it could be interrupted: " + proc.stderr.read()
+            record = storage / "latest.json"
+            if record.is_file():
+                launch_id = json.loads(record.read_text())["launch_id"]
+                if len(list((storage / launch_id).glob("*/checkpoint_*"))) >= 1:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the launch produced no checkpoint in time")
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "--resume" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    audit = audit_store(uri, "interrupted")
+    assert audit["launch_status"] == ["KILLED"] and audit["running"] == [] and audit["duplicates"] == 0
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("interrupted")
+    launch_run = client.search_runs([exp.experiment_id], "tags.`rnc.kind` = 'launch'")[0]
+    assert {a.path for a in client.list_artifacts(launch_run.info.run_id)} <= {"config.yaml"}  # no final artifacts
+    assert not any("pareto_global" in r.data.metrics for r in client.search_runs([exp.experiment_id], ""))
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rnc.platform.cli", "launch", str(config), "--resume"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    audit = audit_store(uri, "interrupted")
+    assert audit["tracked"] == EVALUATIONS * len(SEARCHERS) * len(BUDGETS)
+    assert audit["duplicates"] == 0 and audit["running"] == [] and audit["hollow"] == []
+    assert audit["wrong_tags"] == [] and audit["launch_status"] == ["FINISHED"]
+
+
+@pytest.mark.integration
+def test_a_killed_simulator_worker_is_restarted_and_its_batch_retried() -> None:
+    """SIGKILL of a SimulatorService's worker process while it computes a batch: Ray restarts the actor (same
+    name) and retries the batch, whose answer equals a compile in this process."""
+    import numpy as np
+    import ray
+
+    from rnc.platform.actors import ActorPools, PoolSizes, simulator_names, start_pools
+    from rnc.search.spaces import get_space
+    from rnc.simulator import HardwareConfig, compile_workload
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        hw = HardwareConfig.preset("rnc").with_updates(crossbars=96)
+        sizes = PoolSizes(simulators=1, evaluators=0, simulator_cpus=1.0, evaluator_cpus=1.0, evaluator_gpus=0.0)
+        (actor,), _ = start_pools("faults-sim", sizes, space_name="mbv3", space_options={"resolution": 16},
+                                  strategy="rnc", warm_hardware=hw, checkpoint_dir=None, seed=0)
+        space = get_space("mbv3", resolution=16)
+        rng = np.random.default_rng(0)
+        genomes = [space.sample(rng) for _ in range(24)]
+        pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+        ref = actor.simulate.remote(genomes, hw)
+        os.kill(pid, signal.SIGKILL)
+        rows = ray.get(ref, timeout=600)
+        assert ray.get(actor.__ray_call__.remote(lambda self: os.getpid())) != pid  # a new worker
+        pools = ActorPools(simulator_names("faults-sim", 1), [])  # found by name after the restart
+        assert pools.simulate(genomes[:2], hw) == rows[:2]
+        for genome, row in zip(genomes[:4], rows[:4], strict=True):
+            ref_result = compile_workload(space.workload(genome), space.hardware_for(genome, hw), "rnc", seed=0)
+            assert row["latency_ns"] == pytest.approx(ref_result.latency_ns)
+        ray.kill(actor)
+    finally:
+        if started:
+            ray.shutdown()
