@@ -227,6 +227,7 @@ def trial_plans(
     evaluators: list[str],
     tracker: str,
     bounds: dict[int, list[tuple[float, float]]],
+    n_choices: list[int] | None = None,
 ) -> list[TrialPlan]:
     """The frozen plan of every trial (``param_space`` of the Tuner; restored with it on resume). Each budget's
     hardware is validated and fingerprinted once, here."""
@@ -235,6 +236,10 @@ def trial_plans(
     hardware = {b: config.hardware.for_budget(b) for b in config.hardware.budgets}
     fingerprints = {b: hw.fingerprint() for b, hw in hardware.items()}
     objectives = tuple(ObjectiveRef(o.metric, o.sign) for o in config.objectives)
+    if n_choices is None:
+        from rnc.search.spaces import get_space
+
+        n_choices = get_space(config.space.name, **config.space.options).n_choices
     plans = []
     for index, (searcher, budget) in enumerate(config.grid()):
         plans.append(
@@ -249,6 +254,7 @@ def trial_plans(
                 eval_seed=int(config.seed),
                 space=config.space.name,
                 space_options=dict(config.space.options),
+                n_choices=tuple(int(n) for n in n_choices),
                 hardware=hardware[budget],
                 hardware_fingerprint=fingerprints[budget],
                 objectives=objectives,
@@ -407,6 +413,7 @@ def run_launch(
                     evaluators=eval_names,
                     tracker=tracking_actor_name(launch_id),
                     bounds=bounds,
+                    n_choices=space.n_choices,
                 )
                 save_plans(plans, plans_path)
                 tuner = build_tuner(
@@ -447,7 +454,7 @@ def run_launch(
             objectives = [(o.metric, o.goal) for o in config.objectives]
             df = compute_fronts(candidates_frame(records), objectives)
             if config.needs_accuracy and not config.needs_hw_accuracy and eval_names:
-                df = front_hw_accuracy(df, space, ActorPools(sim_names, eval_names), hw_for_budget, config.seed)
+                df = front_hw_accuracy(df, ActorPools(sim_names, eval_names), hw_for_budget, config.seed)
                 tracker.log_candidate_metrics(
                     {r.candidate_id: {"hw_accuracy": r.hw_accuracy} for r in df.itertuples() if pd.notna(r.hw_accuracy)}
                 )
@@ -641,9 +648,7 @@ def _ensure_supernet_task(
     return str(ensure_supernet(space_name, space_options, dataset, train_fn=train, **kwargs))
 
 
-def front_hw_accuracy(
-    df: pd.DataFrame, space: Any, pools: Any, hw_for_budget: dict[int, Any], seed: int
-) -> pd.DataFrame:
+def front_hw_accuracy(df: pd.DataFrame, pools: Any, hw_for_budget: dict[int, Any], seed: int) -> pd.DataFrame:
     """``df`` with ``hw_accuracy`` (accuracy under the crossbar non-idealities of the candidate's budget hardware)
     filled for the front members, when no objective asked for it during the search: one evaluation per front
     network and budget. Other candidates keep it empty (measuring it costs a few forward passes each)."""
@@ -653,9 +658,7 @@ def front_hw_accuracy(
     if firsts.empty:
         return out
     genomes = [json.loads(g) for g in firsts.genome]
-    budgets = [int(b) for b in firsts.budget]
-    hws = [space.hardware_for(np.asarray(g), hw_for_budget[b]) for g, b in zip(genomes, budgets, strict=True)]
-    results = pools.evaluate(genomes, hws, seed)
+    results = pools.evaluate(genomes, [hw_for_budget[int(b)] for b in firsts.budget], seed)
     by_network = {
         (int(b), k): r.get("hw_accuracy") for b, k, r in zip(firsts.budget, firsts.network_key, results, strict=True)
     }

@@ -184,11 +184,18 @@ def _axis(ax: Any, which: str, metric: str, goal: str) -> None:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
         axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * m.display_scale:.3g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v * m.display_scale)))
     if which == "x":
         for tick in ax.get_xticklabels():
             tick.set_rotation(30)
             tick.set_horizontalalignment("right")
+
+
+def _tick(value: float) -> str:
+    """Plain numbers on axes: ``1,000`` not ``1e+03``, ``0.5`` not ``5x10^-1``."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 
 def _png(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], front_col: str, color_col: str, title: str) -> bytes:
@@ -221,7 +228,7 @@ def _png(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], front_col: str, 
         for k, g in enumerate(groups)
     ]
     handles += [
-        Line2D([], [], ls="", marker="o", ms=4, color="grey", alpha=0.35, label="feasible, dominated (faint)"),
+        Line2D([], [], ls="", marker="o", ms=4, color="grey", alpha=0.35, label="dominated (faint, same colours)"),
         Line2D([], [], ls="", marker="x", ms=4, color="lightgrey", label="infeasible (misses a constraint)"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pareto fronts per budget and across budgets of a finished launch, as tables and plots."""
         from rnc.platform.config import absolute_tracking_uri
-        from rnc.platform.report import load_launch, mlflow_ui_command, plot_fronts, print_fronts
+        from rnc.platform.report import load_launch, mlflow_runs_url, mlflow_ui_command, plot_fronts, print_fronts
 
         console = Console()
         uri = absolute_tracking_uri(tracking_uri)
@@ -42,4 +42,8 @@ def register(app: typer.Typer) -> None:
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        console.print(f"plots in {folder}/plots; open the launch with:\n  {mlflow_ui_command(uri)}")
+        console.print(
+            f"plots in {folder}/plots; open the launch in the MLflow UI:\n  {mlflow_ui_command(uri)}\nthen "
+            f"{mlflow_runs_url(launch.info.experiment_id)}",
+            soft_wrap=True,
+        )
