@@ -45,7 +45,7 @@ from rnc.platform.report import (
     candidates_frame,
     compute_fronts,
     front_networks,
-    mlflow_runs_url,
+    mlflow_links,
     mlflow_ui_command,
     plot_fronts,
     print_fronts,
@@ -477,8 +477,8 @@ def run_launch(
         f"{len(df)} networks ({int(df.feasible.sum())} feasible) in {time.perf_counter() - t_start:.1f} s; MLflow "
         f"experiment "
         f"{config.name!r}, launch run {launch_run_id}.\nOpen them in the MLflow UI:\n"
-        f"  [bold]{mlflow_ui_command(tracking_uri)}[/]\nthen "
-        f"{mlflow_runs_url(str(tracker_stats['experiment_id']))}",
+        f"  [bold]{mlflow_ui_command(tracking_uri)}[/]\nthen open\n"
+        f"{mlflow_links(str(tracker_stats['experiment_id']), objectives)}",
         soft_wrap=True,
     )
     timer.lap("print_s")
@@ -679,7 +679,7 @@ def _finish_tracking(
     launch_id: str,
 ) -> None:
     """Front membership (0/1 metrics), then artifacts: candidates, front plots, the front networks with their
-    compiled mapping plans (also attached to each front member's own run as ``plan.json``), summary."""
+    compiled mapping plans, summary. (A candidate's own ``plan.json``: on demand, ``rnc-platform report --plan``.)"""
     import ray
 
     tracker.flush()
@@ -717,9 +717,6 @@ def _finish_tracking(
             "plan": plan,
         }
         best_json.append(entry)
-        tracker.log_candidate_artifacts(
-            row["candidate_id"], {"plan.json": json.dumps(entry, indent=1, default=_json_default).encode()}
-        )
     files["best_genomes.json"] = json.dumps(best_json, indent=1, default=_json_default).encode()
     summary = {
         "launch_id": launch_id,

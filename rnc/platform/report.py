@@ -274,9 +274,62 @@ def mlflow_ui_command(tracking_uri: str) -> str:
     return f"{program} ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
-def mlflow_runs_url(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
-    """The runs table of an experiment in the MLflow 3 UI (classic machine-learning view, not GenAI)."""
-    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def mlflow_runs_url(
+    experiment_id: str,
+    host: str = "http://127.0.0.1:5000",
+    *,
+    search_filter: str | None = None,
+    order_by_metric: str | None = None,
+    charts: Sequence[dict[str, Any]] | None = None,
+) -> str:
+    """A link into the MLflow 3 UI's runs view of an experiment (classic machine-learning view, not GenAI):
+    optionally filtered (``search_filter``, MLflow search syntax), sorted by a metric, and in chart mode with the
+    given chart cards (``compareRunCharts``, base64 JSON, as the UI itself writes it into the URL)."""
+    import base64
+    from urllib.parse import urlencode
+
+    query: dict[str, str] = {"workflowType": "machine_learning"}
+    if search_filter:
+        query["searchFilter"] = search_filter
+    if order_by_metric:
+        query["orderByKey"] = f"metrics.`{order_by_metric}`"
+        query["orderByAsc"] = "true" if METRIC_BY_NAME[order_by_metric].goal == "min" else "false"
+    if charts:
+        query["compareRunsMode"] = "CHART"
+        query["compareRunCharts"] = base64.b64encode(json.dumps(list(charts)).encode()).decode()
+    return f"{host}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def front_charts(objectives: Sequence[ObjectiveSpec]) -> list[dict[str, Any]]:
+    """Chart cards of the MLflow runs view: a scatter of every pair of objectives (accuracy against latency and
+    energy for the default objectives) and parallel coordinates over the objectives and the crossbar count."""
+    metrics = [m for m, _ in objectives]
+    cards: list[dict[str, Any]] = []
+    for i, j in _pairs(objectives):
+        x, y = metrics[j], metrics[i]  # the first objective (accuracy by default) on the y axis
+        cards.append(
+            {
+                "uuid": f"rnc-scatter-{x}-{y}", "type": "SCATTER", "runsCountToCompare": 500, "metricSectionId": "",
+                "deleted": False, "isGenerated": False, "xaxis": {"key": x, "type": "METRIC"},
+                "yaxis": {"key": y, "type": "METRIC"},
+            }
+        )
+    cards.append(
+        {
+            "uuid": "rnc-parallel", "type": "PARALLEL", "runsCountToCompare": 500, "metricSectionId": "",
+            "deleted": False, "isGenerated": False, "selectedParams": [], "showAllRuns": True,
+            "selectedMetrics": [*metrics, *[m for m in EXTRA_COLUMNS if m not in metrics]],
+        }
+    )
+    return cards
+
+
+def mlflow_links(experiment_id: str, objectives: Sequence[ObjectiveSpec], host: str = "http://127.0.0.1:5000") -> str:
+    """The lines a launch or report prints: the fronts as a table sorted by the first objective, and as charts."""
+    front = "metrics.pareto_budget = 1"
+    table = mlflow_runs_url(experiment_id, host, search_filter=front, order_by_metric=objectives[0][0])
+    charts = mlflow_runs_url(experiment_id, host, search_filter=front, charts=front_charts(objectives))
+    return f"fronts as a table: {table}\nfronts as charts: {charts}\nevery run: {mlflow_runs_url(experiment_id, host)}"
 
 
 # -- reading a finished launch back from MLflow -------------------------------------------------------------
@@ -334,3 +387,38 @@ def load_launch(tracking_uri: str, run: str | None = None) -> tuple[Any, pd.Data
         summary = json.loads(Path(summary_path).read_text())
     objectives = [(o[0], o[1]) for o in summary["objectives"]]
     return launch, df, objectives
+
+
+def log_candidate_plan(tracking_uri: str, launch: Any, df: pd.DataFrame, candidate_id: str) -> dict[str, Any]:
+    """Compile one candidate of a finished launch again (its genome on its budget's hardware, the launch's
+    strategy and seed, from the launch's ``config.yaml``), attach the plan to the candidate's run as ``plan.json``
+    and return it (``CompileResult.to_dict()`` plus the candidate's identity). Raises ``LookupError`` when the
+    launch holds no such candidate."""
+    import tempfile
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from rnc.platform.config import validate_config
+    from rnc.platform.tracking import TAG_CANDIDATE
+    from rnc.search.spaces import get_space
+    from rnc.simulator import compile_workload
+
+    rows = df[df.candidate_id == candidate_id]
+    if rows.empty:
+        raise LookupError(f"--plan {candidate_id!r}: no such candidate in this launch (see candidates.csv)")
+    row = rows.iloc[0]
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = client.download_artifacts(launch.info.run_id, "config.yaml", tmp)
+        config = validate_config(yaml.safe_load(Path(config_path).read_text()), where="the launch's config.yaml")
+    space = get_space(config.space.name, **config.space.options)
+    genome = np.asarray(json.loads(row.genome), dtype=np.int64)
+    hw = space.hardware_for(genome, config.hardware.for_budget(int(row.budget)))
+    result = compile_workload(space.workload(genome), hw, config.search.strategy, seed=config.seed)
+    plan = {"candidate_id": candidate_id, "network_key": row.network_key, "budget": int(row.budget),
+            "plan": result.to_dict()}
+    runs = client.search_runs([launch.info.experiment_id], f"tags.`{TAG_CANDIDATE}` = '{candidate_id}'")
+    if runs:
+        client.log_dict(runs[0].info.run_id, plan, "plan.json")
+    return plan

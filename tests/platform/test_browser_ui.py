@@ -218,20 +218,33 @@ def browser(chromium: str, tmp_path_factory: pytest.TempPathFactory):
     b.close()
 
 
+def _printed_link(printed: str, label: str, base: str) -> str:
+    line = next(line for line in printed.splitlines() if line.startswith(label))
+    return base + "/#/" + line.split("/#/", 1)[1].strip()
+
+
 def test_launch_prints_runs_url_and_ui_shows_candidate_runs(browser, launch, mlflow_ui, artifacts) -> None:
     from mlflow import MlflowClient
 
     result, printed, _ = launch
-    experiment = MlflowClient(result.tracking_uri).get_experiment_by_name("browser-test")
+    client = MlflowClient(result.tracking_uri)
+    experiment = client.get_experiment_by_name("browser-test")
     assert f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning" in printed
-    runs_url = f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
-    text = browser.visit(runs_url, artifacts / "runs.png", until=lambda t: "random b64 #0" in t)
-    assert "random b64 #0" in text  # candidate runs are listed, named for searcher, budget and network
-    assert (artifacts / "runs.png").stat().st_size > 10_000
-    candidate = result.candidates.iloc[0]
-    run = MlflowClient(result.tracking_uri).search_runs(
-        [experiment.experiment_id], f"tags.`rnc.candidate_id` = '{candidate.candidate_id}'"
-    )[0]
+    front = result.candidates[result.candidates.pareto_budget]
+    names = {
+        r.info.run_name
+        for r in client.search_runs([experiment.experiment_id], "metrics.pareto_budget = 1", max_results=100)
+    }
+    assert len(names) == len(front) > 0
+    table_url = _printed_link(printed, "fronts as a table:", mlflow_ui)
+    text = browser.visit(table_url, artifacts / "front_table.png", until=lambda t: any(n in t for n in names))
+    shown = [n for n in names if n in text]
+    assert shown, "no front candidate run is listed in the runs table"  # named for searcher, budget and network
+    assert (artifacts / "front_table.png").stat().st_size > 10_000
+    charts_url = _printed_link(printed, "fronts as charts:", mlflow_ui)
+    browser.visit(charts_url, artifacts / "front_charts.png", until=lambda t: "energy_uj" in t and "latency_ns" in t)
+    candidate = front.iloc[0]
+    run = client.search_runs([experiment.experiment_id], f"tags.`rnc.candidate_id` = '{candidate.candidate_id}'")[0]
     run_url = f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
     text = browser.visit(run_url, artifacts / "candidate_run.png", until=lambda t: "pareto_budget" in t)
     for name in ("latency_ns", "energy_uj", "pareto_budget", "feasible", "network"):
@@ -252,3 +265,31 @@ def test_html_front_plot_renders_points_offline(browser, launch, artifacts) -> N
     assert "latency (µs)" in text and "energy (µJ)" in text  # axis titles with units
     points = browser.evaluate(count)
     assert points >= len(result.candidates), f"{points} plotted points for {len(result.candidates)} candidates"
+
+
+def test_report_plan_on_demand_attaches_the_candidates_plan(launch, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from rnc.platform.cli import app
+
+    result, _, _ = launch
+    candidate = result.candidates.iloc[3]
+    out = CliRunner().invoke(
+        app,
+        ["report", "--tracking-uri", result.tracking_uri, "--out", str(tmp_path), "--plan", candidate.candidate_id],
+    )
+    assert out.exit_code == 0, out.output
+    client = MlflowClient(result.tracking_uri)
+    run = client.search_runs(
+        [client.get_experiment_by_name("browser-test").experiment_id],
+        f"tags.`rnc.candidate_id` = '{candidate.candidate_id}'",
+    )[0]
+    import json
+
+    plan = json.loads(Path(client.download_artifacts(run.info.run_id, "plan.json", str(tmp_path))).read_text())
+    assert plan["candidate_id"] == candidate.candidate_id
+    assert plan["plan"]["crossbars_used"] == candidate.crossbars_used  # the search measured the same compile
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["plan.json"]
+    bad = CliRunner().invoke(app, ["report", "--tracking-uri", result.tracking_uri, "--plan", "nope/00000"])
+    assert bad.exit_code == 2 and "no such candidate" in bad.output
