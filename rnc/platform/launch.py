@@ -516,11 +516,19 @@ def _fit_with_progress(
         TextColumn("HV {task.fields[hv]:.4f}  feasible {task.fields[feasible]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=not show,
+        disable=not show or not console.is_terminal,
     )
     tasks: dict[str, Any] = {}
 
+    plain = show and not console.is_terminal  # a file or pipe gets one line per trial result instead of a bar
+    started = time.perf_counter()
+
     def sink(key: str, result: dict[str, Any]) -> None:
+        if plain:
+            console.print(
+                f"{key}: {result.get('evaluated', 0)}/{total} networks, {result.get('feasible', 0)} feasible, "
+                f"HV {float(result.get('hypervolume', 0.0)):.4f} ({time.perf_counter() - started:.0f} s)"
+            )
         if key not in tasks:
             tasks[key] = progress.add_task(key, total=total, hv=0.0, feasible=0)
         progress.update(

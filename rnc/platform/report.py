@@ -280,12 +280,10 @@ def mlflow_runs_url(
     *,
     search_filter: str | None = None,
     order_by_metric: str | None = None,
-    charts: Sequence[dict[str, Any]] | None = None,
 ) -> str:
     """A link into the MLflow 3 UI's runs view of an experiment (classic machine-learning view, not GenAI):
-    optionally filtered (``search_filter``, MLflow search syntax), sorted by a metric, and in chart mode with the
-    given chart cards (``compareRunCharts``, base64 JSON, as the UI itself writes it into the URL)."""
-    import base64
+    optionally filtered (``search_filter``, MLflow search syntax) and sorted by a metric (``searchFilter``,
+    ``orderByKey``, ``orderByAsc``: the query parameters the UI itself keeps in its URL)."""
     from urllib.parse import urlencode
 
     query: dict[str, str] = {"workflowType": "machine_learning"}
@@ -294,42 +292,15 @@ def mlflow_runs_url(
     if order_by_metric:
         query["orderByKey"] = f"metrics.`{order_by_metric}`"
         query["orderByAsc"] = "true" if METRIC_BY_NAME[order_by_metric].goal == "min" else "false"
-    if charts:
-        query["compareRunsMode"] = "CHART"
-        query["compareRunCharts"] = base64.b64encode(json.dumps(list(charts)).encode()).decode()
     return f"{host}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
 
 
-def front_charts(objectives: Sequence[ObjectiveSpec]) -> list[dict[str, Any]]:
-    """Chart cards of the MLflow runs view: a scatter of every pair of objectives (accuracy against latency and
-    energy for the default objectives) and parallel coordinates over the objectives and the crossbar count."""
-    metrics = [m for m, _ in objectives]
-    cards: list[dict[str, Any]] = []
-    for i, j in _pairs(objectives):
-        x, y = metrics[j], metrics[i]  # the first objective (accuracy by default) on the y axis
-        cards.append(
-            {
-                "uuid": f"rnc-scatter-{x}-{y}", "type": "SCATTER", "runsCountToCompare": 500, "metricSectionId": "",
-                "deleted": False, "isGenerated": False, "xaxis": {"key": x, "type": "METRIC"},
-                "yaxis": {"key": y, "type": "METRIC"},
-            }
-        )
-    cards.append(
-        {
-            "uuid": "rnc-parallel", "type": "PARALLEL", "runsCountToCompare": 500, "metricSectionId": "",
-            "deleted": False, "isGenerated": False, "selectedParams": [], "showAllRuns": True,
-            "selectedMetrics": [*metrics, *[m for m in EXTRA_COLUMNS if m not in metrics]],
-        }
-    )
-    return cards
-
-
 def mlflow_links(experiment_id: str, objectives: Sequence[ObjectiveSpec], host: str = "http://127.0.0.1:5000") -> str:
-    """The lines a launch or report prints: the fronts as a table sorted by the first objective, and as charts."""
+    """The lines a launch or report prints: the front members of every budget sorted by the first objective, and
+    every run. (Charts: docs/platform.md shows the clicks; MLflow 3 takes no chart set-up from a link.)"""
     front = "metrics.pareto_budget = 1"
     table = mlflow_runs_url(experiment_id, host, search_filter=front, order_by_metric=objectives[0][0])
-    charts = mlflow_runs_url(experiment_id, host, search_filter=front, charts=front_charts(objectives))
-    return f"fronts as a table: {table}\nfronts as charts: {charts}\nevery run: {mlflow_runs_url(experiment_id, host)}"
+    return f"fronts: {table}\nevery run: {mlflow_runs_url(experiment_id, host)}"
 
 
 # -- reading a finished launch back from MLflow -------------------------------------------------------------
