@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from rnc.simulator import HardwareConfig
+from rnc.simulator.hardware import HardwareConfig
 
 #: Restarts of a dead pool actor (and retries of the batch it was computing) before the trial fails.
 ACTOR_RESTARTS = 3
@@ -146,6 +146,15 @@ class SimulatorService:
             self.compile_s += time.perf_counter() - t0
         return [dict(self.cache[(key, hw_key)]) for key in keys]
 
+    def describe(self, genomes: Sequence[Sequence[int]]) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(network key, label, active genes)`` of every genome (``SearchSpace.key``/``label``/``active_genes``),
+        so that search trials need not import the space (and torch)."""
+        out = []
+        for genome in genomes:
+            g = np.asarray(genome, dtype=np.int64)
+            out.append((self.space.key(g), self.space.label(g), self.space.active_genes(g)))
+        return out
+
     def plan(self, genome: Sequence[int], hw: HardwareConfig) -> dict[str, Any]:
         """The full compiled mapping plan of one genome (``CompileResult.to_dict()``)."""
         from rnc.simulator.compiler import compile_workload
@@ -195,10 +204,12 @@ class SupernetEvaluator:
     def evaluate(
         self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int = 0
     ) -> list[dict[str, Any]]:
-        """``{"accuracy", "hw_accuracy"}`` per genome; ``hws[i]`` given means hardware accuracy is wanted too."""
+        """``{"accuracy", "hw_accuracy"}`` per genome; ``hws[i]`` given means hardware accuracy is wanted too, on
+        ``hws[i]`` with the genome's hardware genes applied (``SearchSpace.hardware_for``)."""
         out = []
-        for genome, hw in zip(genomes, hws, strict=True):
+        for genome, base_hw in zip(genomes, hws, strict=True):
             g = np.asarray(genome, dtype=np.int64)
+            hw = None if base_hw is None else self.evaluator.space.hardware_for(g, base_hw)
             key = (self.evaluator.space.key(g), None if hw is None else hw.fingerprint(), int(seed))
             if key not in self.cache:
                 t0 = time.perf_counter()
@@ -274,6 +285,12 @@ class ActorPools:
             if chunk
         ]
         return [row for part in ray.get(refs) for row in part]
+
+    def describe(self, genomes: Sequence[Sequence[int]]) -> list[tuple[str, str, dict[str, Any]]]:
+        """``SimulatorService.describe`` on one simulator actor (cheap, no compiling)."""
+        if not genomes:
+            return []
+        return ray.get(self.simulators[0].describe.remote(list(genomes)))
 
     def evaluate(
         self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int

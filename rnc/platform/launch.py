@@ -46,7 +46,7 @@ from rnc.platform.report import (
     candidates_frame,
     compute_fronts,
     front_networks,
-    mlflow_runs_url,
+    mlflow_links,
     mlflow_ui_command,
     plot_fronts,
     print_fronts,
@@ -232,6 +232,7 @@ def trial_plans(
     evaluators: list[str],
     tracker: str,
     bounds: dict[int, list[tuple[float, float]]],
+    n_choices: list[int] | None = None,
 ) -> list[TrialPlan]:
     """The frozen plan of every trial (``param_space`` of the Tuner; restored with it on resume). Each budget's
     hardware is validated and fingerprinted once, here."""
@@ -240,6 +241,10 @@ def trial_plans(
     hardware = {b: config.hardware.for_budget(b) for b in config.hardware.budgets}
     fingerprints = {b: hw.fingerprint() for b, hw in hardware.items()}
     objectives = tuple(ObjectiveRef(o.metric, o.sign) for o in config.objectives)
+    if n_choices is None:
+        from rnc.search.spaces import get_space
+
+        n_choices = get_space(config.space.name, **config.space.options).n_choices
     plans = []
     for index, (searcher, budget) in enumerate(config.grid()):
         plans.append(
@@ -254,6 +259,7 @@ def trial_plans(
                 eval_seed=int(config.seed),
                 space=config.space.name,
                 space_options=dict(config.space.options),
+                n_choices=tuple(int(n) for n in n_choices),
                 hardware=hardware[budget],
                 hardware_fingerprint=fingerprints[budget],
                 objectives=objectives,
@@ -425,6 +431,7 @@ def _run_launch(
                     evaluators=eval_names,
                     tracker=tracking_actor_name(launch_id),
                     bounds=bounds,
+                    n_choices=space.n_choices,
                 )
                 save_plans(plans, plans_path)
                 tuner = build_tuner(
@@ -470,7 +477,7 @@ def _run_launch(
             objectives = [(o.metric, o.goal) for o in config.objectives]
             df = compute_fronts(candidates_frame(records), objectives)
             if config.needs_accuracy and not config.needs_hw_accuracy and eval_names:
-                df = front_hw_accuracy(df, space, ActorPools(sim_names, eval_names), hw_for_budget, config.seed)
+                df = front_hw_accuracy(df, ActorPools(sim_names, eval_names), hw_for_budget, config.seed)
                 tracker.log_candidate_metrics(
                     {r.candidate_id: {"hw_accuracy": r.hw_accuracy} for r in df.itertuples() if pd.notna(r.hw_accuracy)}
                 )
@@ -498,8 +505,8 @@ def _run_launch(
         f"{len(df)} networks ({int(df.feasible.sum())} feasible) in {time.perf_counter() - t_start:.1f} s; MLflow "
         f"experiment "
         f"{config.name!r}, launch run {launch_run_id}.\nOpen them in the MLflow UI:\n"
-        f"  [bold]{mlflow_ui_command(tracking_uri)}[/]\nthen "
-        f"{mlflow_runs_url(str(tracker_stats['experiment_id']))}",
+        f"  [bold]{mlflow_ui_command(tracking_uri)}[/]\nthen open\n"
+        f"{mlflow_links(str(tracker_stats['experiment_id']), objectives)}",
         soft_wrap=True,
     )
     timer.lap("print_s")
@@ -537,11 +544,19 @@ def _fit_with_progress(
         TextColumn("HV {task.fields[hv]:.4f}  feasible {task.fields[feasible]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=not show,
+        disable=not show or not console.is_terminal,
     )
     tasks: dict[str, Any] = {}
 
+    plain = show and not console.is_terminal  # a file or pipe gets one line per trial result instead of a bar
+    started = time.perf_counter()
+
     def sink(key: str, result: dict[str, Any]) -> None:
+        if plain:
+            console.print(
+                f"{key}: {result.get('evaluated', 0)}/{total} networks, {result.get('feasible', 0)} feasible, "
+                f"HV {float(result.get('hypervolume', 0.0)):.4f} ({time.perf_counter() - started:.0f} s)"
+            )
         if key not in tasks:
             tasks[key] = progress.add_task(key, total=total, hv=0.0, feasible=0)
         progress.update(
@@ -669,9 +684,7 @@ def _ensure_supernet_task(
     return str(ensure_supernet(space_name, space_options, dataset, train_fn=train, **kwargs))
 
 
-def front_hw_accuracy(
-    df: pd.DataFrame, space: Any, pools: Any, hw_for_budget: dict[int, Any], seed: int
-) -> pd.DataFrame:
+def front_hw_accuracy(df: pd.DataFrame, pools: Any, hw_for_budget: dict[int, Any], seed: int) -> pd.DataFrame:
     """``df`` with ``hw_accuracy`` (accuracy under the crossbar non-idealities of the candidate's budget hardware)
     filled for the front members, when no objective asked for it during the search: one evaluation per front
     network and budget. Other candidates keep it empty (measuring it costs a few forward passes each)."""
@@ -681,9 +694,7 @@ def front_hw_accuracy(
     if firsts.empty:
         return out
     genomes = [json.loads(g) for g in firsts.genome]
-    budgets = [int(b) for b in firsts.budget]
-    hws = [space.hardware_for(np.asarray(g), hw_for_budget[b]) for g, b in zip(genomes, budgets, strict=True)]
-    results = pools.evaluate(genomes, hws, seed)
+    results = pools.evaluate(genomes, [hw_for_budget[int(b)] for b in firsts.budget], seed)
     by_network = {
         (int(b), k): r.get("hw_accuracy") for b, k, r in zip(firsts.budget, firsts.network_key, results, strict=True)
     }
@@ -704,7 +715,7 @@ def _finish_tracking(
     launch_id: str,
 ) -> None:
     """Front membership (0/1 metrics), then artifacts: candidates, front plots, the front networks with their
-    compiled mapping plans (also attached to each front member's own run as ``plan.json``), summary."""
+    compiled mapping plans, summary. (A candidate's own ``plan.json``: on demand, ``rnc-platform report --plan``.)"""
     import ray
 
     tracker.flush()
@@ -742,9 +753,6 @@ def _finish_tracking(
             "plan": plan,
         }
         best_json.append(entry)
-        tracker.log_candidate_artifacts(
-            row["candidate_id"], {"plan.json": json.dumps(entry, indent=1, default=_json_default).encode()}
-        )
     files["best_genomes.json"] = json.dumps(best_json, indent=1, default=_json_default).encode()
     summary = {
         "launch_id": launch_id,

@@ -178,6 +178,7 @@ class TrialPlan:
     eval_seed: int
     space: str
     space_options: Mapping[str, Any]
+    n_choices: tuple[int, ...]
     hardware: HardwareConfig
     hardware_fingerprint: str
     objectives: tuple[ObjectiveRef, ...]

@@ -190,11 +190,18 @@ def _axis(ax: Any, which: str, metric: str, goal: str) -> None:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
         axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v * m.display_scale:.3g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v * m.display_scale)))
     if which == "x":
         for tick in ax.get_xticklabels():
             tick.set_rotation(30)
             tick.set_horizontalalignment("right")
+
+
+def _tick(value: float) -> str:
+    """Plain numbers on axes: ``1,000`` not ``1e+03``, ``0.5`` not ``5x10^-1``."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 
 def _png(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], front_col: str, color_col: str, title: str) -> bytes:
@@ -227,7 +234,7 @@ def _png(df: pd.DataFrame, objectives: Sequence[ObjectiveSpec], front_col: str, 
         for k, g in enumerate(groups)
     ]
     handles += [
-        Line2D([], [], ls="", marker="o", ms=4, color="grey", alpha=0.35, label="feasible, dominated (faint)"),
+        Line2D([], [], ls="", marker="o", ms=4, color="grey", alpha=0.35, label="dominated (faint, same colours)"),
         Line2D([], [], ls="", marker="x", ms=4, color="lightgrey", label="infeasible (misses a constraint)"),
     ]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
@@ -273,9 +280,33 @@ def mlflow_ui_command(tracking_uri: str) -> str:
     return f"{program} ui --backend-store-uri {shlex.quote(tracking_uri)}"
 
 
-def mlflow_runs_url(experiment_id: str, host: str = "http://127.0.0.1:5000") -> str:
-    """The runs table of an experiment in the MLflow 3 UI (classic machine-learning view, not GenAI)."""
-    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+def mlflow_runs_url(
+    experiment_id: str,
+    host: str = "http://127.0.0.1:5000",
+    *,
+    search_filter: str | None = None,
+    order_by_metric: str | None = None,
+) -> str:
+    """A link into the MLflow 3 UI's runs view of an experiment (classic machine-learning view, not GenAI):
+    optionally filtered (``search_filter``, MLflow search syntax) and sorted by a metric (``searchFilter``,
+    ``orderByKey``, ``orderByAsc``: the query parameters the UI itself keeps in its URL)."""
+    from urllib.parse import urlencode
+
+    query: dict[str, str] = {"workflowType": "machine_learning"}
+    if search_filter:
+        query["searchFilter"] = search_filter
+    if order_by_metric:
+        query["orderByKey"] = f"metrics.`{order_by_metric}`"
+        query["orderByAsc"] = "true" if METRIC_BY_NAME[order_by_metric].goal == "min" else "false"
+    return f"{host}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
+
+
+def mlflow_links(experiment_id: str, objectives: Sequence[ObjectiveSpec], host: str = "http://127.0.0.1:5000") -> str:
+    """The lines a launch or report prints: the front members of every budget sorted by the first objective, and
+    every run. (Charts: docs/platform.md shows the clicks; MLflow 3 takes no chart set-up from a link.)"""
+    front = "metrics.pareto_budget = 1"
+    table = mlflow_runs_url(experiment_id, host, search_filter=front, order_by_metric=objectives[0][0])
+    return f"fronts: {table}\nevery run: {mlflow_runs_url(experiment_id, host)}"
 
 
 # -- reading a finished launch back from MLflow -------------------------------------------------------------
@@ -335,3 +366,38 @@ def load_launch(tracking_uri: str, run: str | None = None) -> tuple[Any, pd.Data
         summary = json.loads(Path(summary_path).read_text())
     objectives = [(o[0], o[1]) for o in summary["objectives"]]
     return launch, df, objectives
+
+
+def log_candidate_plan(tracking_uri: str, launch: Any, df: pd.DataFrame, candidate_id: str) -> dict[str, Any]:
+    """Compile one candidate of a finished launch again (its genome on its budget's hardware, the launch's
+    strategy and seed, from the launch's ``config.yaml``), attach the plan to the candidate's run as ``plan.json``
+    and return it (``CompileResult.to_dict()`` plus the candidate's identity). Raises ``LookupError`` when the
+    launch holds no such candidate."""
+    import tempfile
+
+    import yaml
+    from mlflow import MlflowClient
+
+    from rnc.platform.config import validate_config
+    from rnc.platform.tracking import TAG_CANDIDATE
+    from rnc.search.spaces import get_space
+    from rnc.simulator import compile_workload
+
+    rows = df[df.candidate_id == candidate_id]
+    if rows.empty:
+        raise ReportError(f"--plan {candidate_id!r}: no such candidate in this launch (see candidates.csv)")
+    row = rows.iloc[0]
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = client.download_artifacts(launch.info.run_id, "config.yaml", tmp)
+        config = validate_config(yaml.safe_load(Path(config_path).read_text()), where="the launch's config.yaml")
+    space = get_space(config.space.name, **config.space.options)
+    genome = np.asarray(json.loads(row.genome), dtype=np.int64)
+    hw = space.hardware_for(genome, config.hardware.for_budget(int(row.budget)))
+    result = compile_workload(space.workload(genome), hw, config.search.strategy, seed=config.seed)
+    plan = {"candidate_id": candidate_id, "network_key": row.network_key, "budget": int(row.budget),
+            "plan": result.to_dict()}
+    runs = client.search_runs([launch.info.experiment_id], f"tags.`{TAG_CANDIDATE}` = '{candidate_id}'")
+    if runs:
+        client.log_dict(runs[0].info.run_id, plan, "plan.json")
+    return plan

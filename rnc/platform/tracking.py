@@ -331,12 +331,20 @@ class MlflowSink:
         if self._sql_store is not None:
             from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
 
+            inserts = [
+                {"key": k, "value": v, "timestamp": ts, "step": 0, "is_nan": False, "run_uuid": run_id}
+                for run_id, values in rows
+                for k, v in values.items()
+            ]
+            run_ids = [run_id for run_id, _ in rows]
             with self._sql_store.ManagedSessionMaker(read_only=False) as session:
-                for run_id, values in rows:
-                    for key, value in values.items():
-                        fields = {"key": key, "value": value, "timestamp": ts, "step": 0, "is_nan": False}
-                        session.merge(SqlMetric(run_uuid=run_id, **fields))
-                        session.merge(SqlLatestMetric(run_uuid=run_id, **fields))
+                for model in (SqlMetric, SqlLatestMetric):  # replace earlier marks, then one bulk insert
+                    for start in range(0, len(run_ids), 500):
+                        session.query(model).filter(
+                            model.key.in_(PARETO_METRICS), model.run_uuid.in_(run_ids[start : start + 500])
+                        ).delete(synchronize_session=False)
+                    if inserts:
+                        session.execute(model.__table__.insert(), inserts)
         else:
             from mlflow.entities import Metric
 

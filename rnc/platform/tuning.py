@@ -127,16 +127,14 @@ def search_trial(config: dict[str, Any]) -> None:
     from rnc.platform.actors import ActorPools
     from rnc.platform.tracking import RemoteSink
     from rnc.search.searchers import SearchSpaceExhaustedError, make_searcher
-    from rnc.search.spaces import get_space
 
     t_trial = time.perf_counter()
     for name in ("ray.tune", "ray.train", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)  # per-checkpoint INFO lines drown the progress display
     plan: TrialPlan = config["trial"]["plan"]
-    space = get_space(plan.space, **plan.space_options)
     searcher = make_searcher(
         plan.searcher,
-        space.n_choices,
+        list(plan.n_choices),
         len(plan.objectives),
         seed=plan.seed,
         n_constraints=len(plan.constraints),
@@ -166,11 +164,12 @@ def search_trial(config: dict[str, Any]) -> None:
             genomes = [Genome(g) for g in searcher.ask(min(plan.batch_size, plan.evaluations - len(candidates)))]
         except SearchSpaceExhaustedError:
             break
-        keys = [space.key(g) for g in genomes]
+        described = pools.describe(genomes)  # (network key, label, active genes): the space lives in the actors
+        keys = [d[0] for d in described]
         fresh = [i for i, k in enumerate(keys) if k not in known and k not in keys[:i]]
         t_ask = time.perf_counter()
         records, t_sim = evaluate_genomes(
-            plan, space, pools, [genomes[i] for i in fresh], [keys[i] for i in fresh], len(candidates), generation
+            plan, pools, [genomes[i] for i in fresh], [described[i] for i in fresh], len(candidates), generation
         )
         t_eval = time.perf_counter()
         known.update((c.network_key, c) for c in records)
@@ -243,16 +242,16 @@ def _generation_metrics(
 
 def evaluate_genomes(
     plan: TrialPlan,
-    space: Any,
     pools: Any,
     genomes: Sequence[Genome],
-    keys: Sequence[str],
+    described: Sequence[tuple[str, str, Mapping[str, Any]]],
     first_index: int,
     generation: int,
 ) -> tuple[list[Candidate], float]:
     """Simulate ``genomes`` (distinct new networks) on the trial's hardware, evaluate the accuracy of those that
     pass the hardware constraints when the trial needs it, and build their :class:`Candidate` records (indices
-    from ``first_index``). Returns the records and the seconds spent simulating."""
+    from ``first_index``; ``described``: their ``(network key, label, active genes)``). Returns the records and
+    the seconds spent simulating."""
     if not genomes:
         return [], 0.0
     t0 = time.perf_counter()
@@ -265,7 +264,7 @@ def evaluate_genomes(
     accuracy: dict[int, Mapping[str, Any]] = {}
     if plan.needs_accuracy:
         todo = [i for i, v in enumerate(violations) if all(x <= 0 for x in v.values())]
-        hws = [space.hardware_for(genomes[i].array(), plan.hardware) if plan.needs_hw_accuracy else None for i in todo]
+        hws = [plan.hardware if plan.needs_hw_accuracy else None for _ in todo]  # genes applied by the evaluator
         results = pools.evaluate([genomes[i] for i in todo], hws, plan.eval_seed)
         accuracy = dict(zip(todo, results, strict=True))
     records = []
@@ -295,9 +294,9 @@ def evaluate_genomes(
                 index=index,
                 generation=generation,
                 genome=genome,
-                network_key=keys[i],
-                label=space.label(genome.array()),
-                genes=space.active_genes(genome.array()),
+                network_key=described[i][0],
+                label=described[i][1],
+                genes=dict(described[i][2]),
                 hardware=plan.hardware_fingerprint,
                 metrics=metrics,
                 violations=viol,

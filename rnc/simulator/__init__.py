@@ -3,20 +3,50 @@
 Knows nothing of search, Ray or MLflow.
 """
 
-from rnc.simulator.analog import AnalogError, AnalogRange, analog_ranges, calibrate_analog, to_analog
-from rnc.simulator.batch import compile_many
-from rnc.simulator.compiler import CompileError, CompileResult, Placement, compile_workload
-from rnc.simulator.hardware import (
-    COMPILER_EVENTS,
-    Action,
-    Component,
-    DigitalUnit,
-    HardwareConfig,
-    HardwareConfigError,
-    NonIdealities,
-)
-from rnc.simulator.ppa import Rollup, rollup
-from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use (PEP 562): ``rnc.simulator.analog`` imports torch and the compiler numba, which a
+# process that only reads a HardwareConfig (a search trial) should not pay for.
+_EXPORTS = {
+    "rnc.simulator.analog": ("AnalogError", "AnalogRange", "analog_ranges", "calibrate_analog", "to_analog"),
+    "rnc.simulator.batch": ("compile_many",),
+    "rnc.simulator.compiler": ("CompileError", "CompileResult", "Placement", "compile_workload"),
+    "rnc.simulator.hardware": (
+        "COMPILER_EVENTS", "Action", "Component", "DigitalUnit",
+        "HardwareConfig", "HardwareConfigError", "NonIdealities",
+    ),
+    "rnc.simulator.ppa": ("Rollup", "rollup"),
+    "rnc.simulator.workload": ("Layer", "Workload", "WorkloadError", "parse_input_shape", "trace_workload"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:
+    from rnc.simulator.analog import AnalogError, AnalogRange, analog_ranges, calibrate_analog, to_analog
+    from rnc.simulator.batch import compile_many
+    from rnc.simulator.compiler import CompileError, CompileResult, Placement, compile_workload
+    from rnc.simulator.hardware import (
+        COMPILER_EVENTS,
+        Action,
+        Component,
+        DigitalUnit,
+        HardwareConfig,
+        HardwareConfigError,
+        NonIdealities,
+    )
+    from rnc.simulator.ppa import Rollup, rollup
+    from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rnc.simulator' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COMPILER_EVENTS",

@@ -45,6 +45,8 @@ def trained(tmp_path_factory):
     )
     assert result.exit_code == 0, result.output
     assert "largest_test_accuracy" in result.stdout
+    # output is not a terminal here: progress comes as plain lines, one per epoch, with the loss and time left
+    assert "supernet mbv3: epoch 1/1, loss " in result.stdout and "s left" in result.stdout
     return out
 
 

@@ -110,3 +110,36 @@ def test_front_tables_show_each_network_once_and_count_its_evaluations() -> None
     assert [t.row_count for t in tables] == [2, 2]
     assert all("(2 networks, 4 candidates)" in str(t.title) for t in tables)
     assert tables[0].columns[0]._cells == ["t/0", "t/3"]
+
+
+def test_front_tables_fit_80_columns_with_units() -> None:
+    from rich.console import Console
+
+    from rnc.platform.report import print_fronts
+
+    rng = np.random.default_rng(1)
+    n = 40
+    df = pd.DataFrame(
+        {
+            "candidate_id": [f"nsga2-b{96 if i < 20 else 160}/{i:05d}" for i in range(n)],
+            "budget": [96] * 20 + [160] * 20,
+            "feasible": [True] * n,
+            "accuracy": rng.random(n),
+            "latency_ns": rng.random(n) * 1e6,
+            "energy_uj": rng.random(n) * 10,
+            "crossbars_used": rng.integers(10, 160, n).astype(float),
+            "utilization": rng.random(n),
+            "network_key": [str(i) for i in range(n)],
+            "label": ["d4.4.4.4 k7.0 e6.0 (a long label that has to wrap)"] * n,
+        }
+    )
+    objectives = [("accuracy", "max"), ("latency_ns", "min"), ("energy_uj", "min")]
+    console = Console(width=80, record=True)
+    print_fronts(compute_fronts(df, objectives), objectives, console)
+    text = console.export_text()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert "µs ↓" in text and "µJ ↓" in text and "% ↑" in text and "…" not in text
+    assert any(line.lstrip().startswith("nsga2/") for line in text.splitlines())  # short ids, budget in the title
+    # values shown in display units: latency_ns 2500 would read 2.5 (µs); check one row by hand
+    row = df.iloc[int(np.argmin(df.latency_ns))]
+    assert f"{row.latency_ns / 1e3:.4g}" in text

@@ -19,10 +19,14 @@ def register(app: typer.Typer) -> None:
             None, "--out", help="Folder for the front plots (PNG + HTML). Default: rnc-runs/report-<launch id>."
         ),
         max_rows: int = typer.Option(20, "--max-rows", min=1, help="Rows per front table."),
+        plan: str | None = typer.Option(
+            None, "--plan", help="A candidate id (nsga2-b96/00012): compile it again, write its mapping plan to "
+            "--out and attach it to its MLflow run as plan.json.",
+        ),
     ) -> None:
         """Pareto fronts per budget and across budgets of a finished launch, as tables and plots."""
         from rnc.platform.config import absolute_tracking_uri
-        from rnc.platform.report import load_launch, mlflow_ui_command, plot_fronts, print_fronts
+        from rnc.platform.report import load_launch, mlflow_links, mlflow_ui_command, plot_fronts, print_fronts
         from rnc.platform.storage import check_writable_dir
         from rnc.platform.tracking_check import check_tracking_uri
 
@@ -39,9 +43,24 @@ def register(app: typer.Typer) -> None:
             f"[bold]launch[/] {launch_id} (run {launch.info.run_id}, {launch.info.status}): {len(df)} candidates, "
             f"{int(df.feasible.sum())} feasible, budgets {sorted(int(b) for b in df.budget.unique())}"
         )
+        if plan is not None:
+            import json
+
+            from rnc.platform.report import log_candidate_plan
+
+            content = log_candidate_plan(uri, launch, df, plan)
+            path = folder / f"plan-{plan.replace('/', '-')}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(content, indent=1))
+            console.print(f"mapping plan of {plan} written to {path} and attached to its MLflow run as plan.json")
+            return
         print_fronts(df, objectives, console, max_rows=max_rows)
         for rel, content in plots.items():
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        console.print(f"plots in {folder}/plots; open the launch with:\n  {mlflow_ui_command(uri)}")
+        console.print(
+            f"plots in {folder}/plots; open the launch in the MLflow UI:\n  {mlflow_ui_command(uri)}\nthen open\n"
+            f"{mlflow_links(launch.info.experiment_id, objectives)}",
+            soft_wrap=True,
+        )

@@ -9,8 +9,9 @@ Names: ``nsga2`` (pymoo NSGA-II), ``bayes`` (Optuna TPE or GP sampler), ``random
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rnc.search.searchers.base import (
     STATE_FORMAT,
@@ -20,15 +21,42 @@ from rnc.search.searchers.base import (
     StateMismatchError,
     genome_key,
 )
-from rnc.search.searchers.bayes import BayesSearcher
-from rnc.search.searchers.nsga2 import NSGA2Searcher
-from rnc.search.searchers.random_search import RandomSearcher
 
-SEARCHERS: dict[str, type[Searcher]] = {
-    "nsga2": NSGA2Searcher,
-    "bayes": BayesSearcher,
-    "random": RandomSearcher,
+if TYPE_CHECKING:
+    from rnc.search.searchers.bayes import BayesSearcher
+    from rnc.search.searchers.nsga2 import NSGA2Searcher
+    from rnc.search.searchers.random_search import RandomSearcher
+
+_CLASSES = {
+    "nsga2": ("rnc.search.searchers.nsga2", "NSGA2Searcher"),
+    "bayes": ("rnc.search.searchers.bayes", "BayesSearcher"),
+    "random": ("rnc.search.searchers.random_search", "RandomSearcher"),
 }
+
+
+class _Registry(Mapping[str, "type[Searcher]"]):
+    """Searcher name -> class, each module imported on first use (pymoo and Optuna take seconds to import, and a
+    process running one searcher needs one of them)."""
+
+    def __getitem__(self, name: str) -> type[Searcher]:
+        module, cls = _CLASSES[name]
+        return getattr(importlib.import_module(module), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CLASSES)
+
+    def __len__(self) -> int:
+        return len(_CLASSES)
+
+
+SEARCHERS: Mapping[str, type[Searcher]] = _Registry()
+
+
+def __getattr__(name: str) -> Any:
+    for key, (_, cls) in _CLASSES.items():
+        if cls == name:
+            return SEARCHERS[key]
+    raise AttributeError(f"module 'rnc.search.searchers' has no attribute {name!r}")
 
 
 def make_searcher(
