@@ -22,6 +22,7 @@ from rnc.simulator.compiler import (
     run_kernel,
     summarize,
 )
+from rnc.simulator.digital import digital_cost
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import ppa_parameters
 from rnc.simulator.workload import Workload
@@ -58,5 +59,5 @@ def compile_many(pairs: Iterable[tuple[Workload, HardwareConfig]], strategy: Str
             classes_hit = (workload, crossbar_classes(workload, hw))
             per_pair[(id(hw), id(workload))] = classes_hit
         (totals, *_), _cls_r, _cls_c = run_kernel(workload, hw, opts, params, classes_hit[1])
-        out.append(summarize(totals, opts.budget))
+        out.append(summarize(totals, opts.budget, digital_cost(workload, hw)))
     return out

@@ -47,6 +47,7 @@ from typing import Literal
 import numpy as np
 
 from rnc.simulator import kernels as K  # noqa: N812
+from rnc.simulator.digital import NO_DIGITAL, DigitalCost, digital_cost
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import ENERGY_CATEGORIES, ppa_parameters
 from rnc.simulator.workload import Workload
@@ -210,8 +211,11 @@ def run_kernel(workload: Workload, hw: HardwareConfig, opts: CompileOptions, par
     return out, cls_r, cls_c
 
 
-def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool | dict[str, float]]:
-    """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`)."""
+def summarize(totals: np.ndarray, budget: int,
+              digital: DigitalCost = NO_DIGITAL) -> dict[str, float | int | bool | dict[str, float]]:
+    """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`), with the
+    digital unit's share (:mod:`rnc.simulator.digital`): its busy time adds to the latency and bounds the
+    period, its energy is the ``digital`` category, its area adds to the chip's."""
     energy_by = {
         "adc": float(totals[K.T_E_ADC]),
         "dac": float(totals[K.T_E_DAC]),
@@ -219,11 +223,12 @@ def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool |
         "buffer": float(totals[K.T_E_BUFFER]),
         "shift_add": float(totals[K.T_E_SHIFT_ADD]),
         "leakage": float(totals[K.T_E_LEAKAGE]),
+        "digital": digital.energy_pj,
     }
     energy = sum(energy_by.values())
-    latency = float(totals[K.T_LATENCY_NS])
-    period = float(totals[K.T_PERIOD_NS])
-    area = float(totals[K.T_AREA_MM2])
+    latency = float(totals[K.T_LATENCY_NS]) + digital.latency_ns
+    period = max(float(totals[K.T_PERIOD_NS]), digital.latency_ns)
+    area = float(totals[K.T_AREA_MM2]) + digital.area_mm2
     capacity = float(totals[K.T_CAPACITY_CELLS])
     ops = 2.0 * float(totals[K.T_MACS])
     throughput = 1e9 / period if period > 0 else 0.0
@@ -243,6 +248,10 @@ def summarize(totals: np.ndarray, budget: int) -> dict[str, float | int | bool |
         "tops": ops * throughput / 1e12,
         "tops_per_w": ops / energy if energy > 0 else 0.0,
         "macs": int(totals[K.T_MACS]),
+        "digital_ops": digital.ops,
+        "digital_latency_ns": digital.latency_ns,
+        "digital_energy_pj": digital.energy_pj,
+        "digital_area_mm2": digital.area_mm2,
     }
 
 
@@ -289,8 +298,13 @@ class CompileResult:
     _cls_c: np.ndarray = field(repr=False)
 
     @cached_property
+    def digital(self) -> DigitalCost:
+        """The digital unit's work, latency, energy and area for one image (:mod:`rnc.simulator.digital`)."""
+        return digital_cost(self.workload, self.hardware)
+
+    @cached_property
     def _summary(self) -> dict:
-        return summarize(self._totals, self.options.budget)
+        return summarize(self._totals, self.options.budget, self.digital)
 
     # scalar metrics ----------------------------------------------------------------------------------
     @property
@@ -414,6 +428,7 @@ class CompileResult:
             "options": dict(self.options.__dict__),
             "crossbars_by_size": self.crossbars_by_size,
             "layers": self.layers,
+            "digital": self.digital.to_dict(),
             "placements": [p.to_dict() for p in self.placements],
         }
 

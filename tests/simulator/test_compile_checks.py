@@ -137,7 +137,7 @@ def test_result_api_and_batch_agree(squeezenet, mobilenet):
     for key in ("feasible", "crossbars_used", "utilization", "latency_ns", "energy_pj", "area_mm2", "edap",
                 "layers", "placements", "throughput_ips", "tops", "tops_per_w", "energy_by_component_pj"):
         assert key in result.to_dict()
-    assert set(result.energy_by_component_pj) == {"adc", "dac", "crossbar", "buffer", "shift_add", "leakage"}
+    assert set(result.energy_by_component_pj) == {"adc", "dac", "crossbar", "buffer", "shift_add", "leakage", "digital"}
     assert result.energy_pj == pytest.approx(sum(result.energy_by_component_pj.values()))
     assert result.edap == pytest.approx(result.energy_pj * result.latency_ns * result.area_mm2)
     assert result.tops_per_w == pytest.approx(2 * squeezenet.total_macs / result.energy_pj)

@@ -136,6 +136,9 @@ def print_result(result, console: Console, *, title: str) -> None:
             str(row["copies"]), str(row["crossbars"]), f"{row['cells']:,}", f"{row['crossbar_share']:.0%}",
             _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]), f"{row['energy_pj'] / 1e3:,.1f}",
         )
+    for op in result.digital.operations:  # the digital unit's work, after the layer that precedes it
+        table.add_row("", op["name"], f"digital {op['kind']}", "", f"{op['ops']:,} ops", "digital", "", "", "",
+                      "", _fmt_ns(op["latency_ns"]), "", f"{op['energy_pj'] / 1e3:,.1f}")
     console.print(table)
     s = result.summary()
     budget = "unlimited" if s["budget"] == 0 else f"{s['budget']:,}"
