@@ -26,6 +26,7 @@ from rnc.simulator.analog_arith import (
     quantize_weights,
     slice_weights,
 )
+from rnc.simulator.analog_geometry import geometry_of, prepare_input
 from rnc.simulator.hardware import HardwareConfig
 
 Mode = Literal["analog", "observe_inputs", "observe_adc"]
@@ -80,20 +81,16 @@ class AnalogLayer(nn.Module):
     are buffers (they follow ``.to(device)`` and are saved in ``state_dict``).
     """
 
-    def __init__(self, name: str, module: nn.Conv2d | nn.Linear, hw: HardwareConfig, *, seed: int) -> None:
+    def __init__(self, name: str, module: nn.Module, hw: HardwareConfig, *, seed: int) -> None:
         super().__init__()
         self.name = name
-        self.is_linear = isinstance(module, nn.Linear)
-        weight = module.weight.detach().to("cpu", torch.float32)
-        if self.is_linear:
-            weight = weight.view(weight.shape[0], weight.shape[1], 1, 1)
-            self.stride, self.padding, self.dilation, self.groups = (1, 1), (0, 0), (1, 1), 1
-            self.padding_mode = "zeros"
-        else:
-            self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
-            self.padding = module.padding
-            self.padding_mode = module.padding_mode
-            self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
+        geo = geometry_of(name, module)  # Linear, Conv1d/2d, ConvTranspose1d/2d as one 2-D conv
+        self.geometry = geo
+        self.is_linear = geo.kind == "linear"
+        self.is_1d = geo.kind == "conv1d"
+        weight = geo.weight
+        self.stride, self.padding, self.dilation, self.groups = geo.stride, geo.padding, geo.dilation, geo.groups
+        self.padding_mode = "zeros" if geo.pre_pad is None else geo.pad_mode
         self.out_channels, in_per_group, kh, kw = weight.shape
         self.in_channels = in_per_group * self.groups
         self.kernel = (kh, kw)
@@ -227,21 +224,32 @@ class AnalogLayer(nn.Module):
             return self._forward(x)
 
     def _to_4d(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """The input as the ``(N, C, H, W)`` the layer's 2-D conv reads, padded and zero-inserted as its
+        module type requires (:mod:`rnc.simulator.analog_geometry`); ``lead``: Linear's leading dims."""
         if not self.is_linear:
-            if x.dim() != 4:
-                raise AnalogError(f"layer {self.name!r}: Conv2d input must be (N, C, H, W), got shape {tuple(x.shape)}")
+            want = 3 if self.is_1d else 4
+            if x.dim() != want:
+                layout = "(N, C, L)" if self.is_1d else "(N, C, H, W)"
+                raise AnalogError(f"layer {self.name!r}: input must be {layout}, got shape {tuple(x.shape)}")
             if x.shape[1] != self.in_channels:
                 raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input channels, got {x.shape[1]}")
-            if self.padding_mode != "zeros":
-                x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
-            return x, ()
+            return prepare_input(self.geometry, x.unsqueeze(2) if self.is_1d else x), ()
         if x.shape[-1] != self.in_channels:
             raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input features, got {x.shape[-1]}")
         lead = tuple(x.shape[:-1])
         return x.reshape(-1, self.in_channels, 1, 1), lead
 
-    def _conv_padding(self) -> tuple[int, int] | str:
-        return (0, 0) if self.padding_mode != "zeros" else self.padding
+    def _conv_padding(self) -> tuple[int, int]:
+        """Padding the convolution itself applies (explicit paddings were applied by :meth:`_to_4d`)."""
+        return self.padding
+
+    @property
+    def weight(self) -> torch.Tensor:
+        raise AnalogError(
+            f"layer {self.name!r}: its weight was read directly (a parent module computes with "
+            "`.weight` instead of calling the layer); that use would bypass the crossbars, so to_analog cannot "
+            "map this model"
+        )
 
     def _forward(self, x_in: torch.Tensor) -> torch.Tensor:
         x, lead = self._to_4d(x_in)
@@ -257,6 +265,8 @@ class AnalogLayer(nn.Module):
             y = y + self.bias.view(1, -1, 1, 1).to(y.dtype)
         if self.is_linear:
             y = y.reshape(*lead, self.out_channels)
+        elif self.is_1d:
+            y = y.squeeze(2)
         return y.to(x_in.dtype)
 
     def _input_quantization(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float, int, bool]:
@@ -325,12 +335,7 @@ class AnalogLayer(nn.Module):
         return F.conv2d(per_group, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
-        if isinstance(self.padding, str):  # 'same' (stride 1) or 'valid'
-            if self.padding == "same":
-                return h, w
-            pad = (0, 0)
-        else:
-            pad = self._conv_padding()
+        pad = self._conv_padding()
         sizes = []
         for size, k, st, p, d in zip((h, w), self.kernel, self.stride, pad, self.dilation, strict=True):
             sizes.append((size + 2 * p - d * (k - 1) - 1) // st + 1)

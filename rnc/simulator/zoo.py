@@ -51,14 +51,9 @@ def classification_models() -> list[str]:
 
 
 def input_shape_for(name: str) -> tuple[int, int, int]:
-    """3x224x224, or the model's own minimum input size (its weights' ``min_size``) where that is larger."""
-    import torchvision
-
-    try:
-        min_h, min_w = torchvision.models.get_model_weights(name).DEFAULT.meta["min_size"]
-    except (ValueError, KeyError, AttributeError):
-        return DEFAULT_INPUT
-    return (3, max(DEFAULT_INPUT[1], int(min_h)), max(DEFAULT_INPUT[2], int(min_w)))
+    """3x224x224: every listed model's architecture runs at it (the ``min_size`` of some of their weights,
+    e.g. ViT-H/14's 518 for its SWAG weights, belongs to those weights, not to the architecture built here)."""
+    return DEFAULT_INPUT
 
 
 def build_torchvision(name: str, **kwargs) -> nn.Module:
