@@ -363,14 +363,22 @@ def _arg(args, kwargs, index: int, name: str):
 
 
 def _matmul_macs(func, args, result) -> int:
+    """Multiply-adds of a matrix product: output elements x contracted size (einsum: the contracted indices)."""
     if func is torch.einsum:
-        operands = [t for t in args[1:] if isinstance(t, torch.Tensor)]
-        if len(operands) == 1 and isinstance(args[1], (list, tuple)):
-            operands = list(args[1])
-        # contracted size = product of all operand sizes / output size, for two operands without broadcast
-        total = math.prod(_numel(t) for t in operands)
-        out = max(_numel(result), 1)
-        return out * max(1, round(math.sqrt(total / out))) if len(operands) == 2 else _numel(result)
+        equation = args[0].replace(" ", "")
+        operands = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+        inputs, _, output = equation.partition("->")
+        sizes: dict[str, int] = {}
+        for spec, t in zip(inputs.split(","), operands, strict=True):
+            letters = spec.replace("...", "")
+            tail = t.shape[len(t.shape) - len(letters):] if "..." in spec and spec.startswith("...") else None
+            dims = tail if tail is not None else t.shape[:len(letters)] if "..." in spec else t.shape
+            sizes.update({c: int(n) for c, n in zip(letters, dims, strict=False)})
+        if not output:  # implicit output: the indices appearing once
+            letters = inputs.replace(",", "").replace("...", "")
+            output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        contracted = math.prod(n for c, n in sizes.items() if c not in output)
+        return _numel(result) * contracted
     a = args[0] if func is not torch.Tensor.__rmatmul__ else args[1]
     return _numel(result) * int(a.shape[-1])
 
