@@ -125,6 +125,16 @@ def print_result(result, console: Console, *, title: str) -> None:
         ("stage us", "right"), ("finish us", "right"), ("energy nJ", "right"),
     ):
         table.add_column(col, justify=justify)
+    digital: dict[int, list[dict]] = {}
+    for op in result.digital.operations:  # the digital unit's work, after the weight layer issued before it
+        digital.setdefault(op["after_layer"], []).append(op)
+
+    def add_digital(after: int) -> None:
+        for op in digital.get(after, ()):
+            table.add_row("", op["name"], f"digital {op['kind']}", "", f"{op['ops']:,} ops", "digital", "", "", "",
+                          "", _fmt_ns(op["latency_ns"]), "", f"{op['energy_pj'] / 1e3:,.1f}")
+
+    add_digital(-1)
     for row in result.layers:
         k = row["kernel"]
         shape = f"{row['in_channels']}->{row['out_channels']}"
@@ -136,9 +146,7 @@ def print_result(result, console: Console, *, title: str) -> None:
             str(row["copies"]), str(row["crossbars"]), f"{row['cells']:,}", f"{row['crossbar_share']:.0%}",
             _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]), f"{row['energy_pj'] / 1e3:,.1f}",
         )
-    for op in result.digital.operations:  # the digital unit's work, after the layer that precedes it
-        table.add_row("", op["name"], f"digital {op['kind']}", "", f"{op['ops']:,} ops", "digital", "", "", "",
-                      "", _fmt_ns(op["latency_ns"]), "", f"{op['energy_pj'] / 1e3:,.1f}")
+        add_digital(row["index"])
     console.print(table)
     s = result.summary()
     budget = "unlimited" if s["budget"] == 0 else f"{s['budget']:,}"
