@@ -8,7 +8,7 @@ from rnc.simulator.batch import compile_many
 from rnc.simulator.compiler import CompileError, CompileResult, Placement, compile_workload
 from rnc.simulator.hardware import Component, HardwareConfig, HardwareConfigError, NonIdealities
 from rnc.simulator.ppa import Rollup, rollup
-from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape, trace_workload
 
 __all__ = [
     "AnalogError",
@@ -16,6 +16,7 @@ __all__ = [
     "CompileError",
     "CompileResult",
     "Component",
+    "DigitalOp",
     "HardwareConfig",
     "HardwareConfigError",
     "Layer",
