@@ -245,11 +245,10 @@ class AnalogLayer(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        raise AnalogError(
-            f"layer {self.name!r}: its weight was read directly (a parent module computes with "
-            "`.weight` instead of calling the layer); that use would bypass the crossbars, so to_analog cannot "
-            "map this model"
-        )
+        """A stand-in for the module's weight, for parents that compute with ``child.weight`` themselves
+        (Swin's ``F.linear(x, self.qkv.weight, bias)``): ``F.linear`` with it runs through this layer's
+        crossbars (the bias passed is added digitally); any other use raises :class:`AnalogError`."""
+        return CrossbarWeight(self)
 
     def _forward(self, x_in: torch.Tensor) -> torch.Tensor:
         x, lead = self._to_4d(x_in)
@@ -385,4 +384,40 @@ class AnalogLayer(nn.Module):
             f"{self.name!r}, in={self.in_channels}, out={self.out_channels}, kernel={self.kernel}, "
             f"crossbar={self.rows}x{self.cols}, tiles={til.tiles}x{til.channels_per_tile}ch, "
             f"columns/weight={self.columns}, adc_bits={self.adc_bits}"
+        )
+
+
+class CrossbarWeight(torch.Tensor):
+    """A shape-only weight whose ``F.linear`` runs through its :class:`AnalogLayer` (see ``AnalogLayer.weight``)."""
+
+    layer: AnalogLayer
+
+    @staticmethod
+    def __new__(cls, layer: AnalogLayer) -> CrossbarWeight:
+        shape = (layer.out_channels, layer.in_channels) if layer.is_linear else (
+            layer.out_channels, layer.in_channels // layer.groups, *layer.kernel)
+        tensor = torch.Tensor._make_subclass(cls, torch.empty(shape, device="meta"))
+        tensor.layer = layer
+        return tensor
+
+    _SHAPE_ONLY = (torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.shape.__get__,
+                   torch.Tensor.ndim.__get__, torch.Tensor.dtype.__get__)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        weights = [a for a in (*args, *kwargs.values()) if isinstance(a, CrossbarWeight)]
+        layer = weights[0].layer
+        if func is F.linear and layer.is_linear and len(args) >= 2 and args[1] is weights[0]:
+            x = args[0]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            y = layer(x)
+            if layer.bias is not None:
+                y = y - layer.bias.to(y.dtype)
+            return y if bias is None else y + bias.to(y.dtype)
+        if func in cls._SHAPE_ONLY:
+            return super().__torch_function__(func, types, args, kwargs)
+        raise AnalogError(
+            f"layer {layer.name!r}: its weight is used by {getattr(func, '__name__', func)} outside the layer; "
+            "only F.linear with it can run through the crossbars, so to_analog cannot map this use"
         )

@@ -152,14 +152,30 @@ class Branchy(nn.Module):
         return F.linear(y.mean((2, 3)), self.lin.weight, self.lin.bias)
 
 
-def test_untraceable_model_mapped_completely_and_functional_weight_refused_by_to_analog():
+def test_untraceable_model_mapped_completely_and_functional_weight_through_crossbars():
     with pytest.raises(Exception):  # noqa: B017 - torch.fx really cannot trace it
         torch.fx.symbolic_trace(Branchy())
     work = trace_workload(Branchy(), (3, 8, 8))
     assert [lay.name for lay in work.layers] == ["conv", "lin"] and work.layers[1].preds == (0,)
     assert [op.kind for op in work.digital] == ["scale"]
-    with pytest.raises(AnalogError, match=r"layer 'lin': its weight was read directly"):
-        to_analog(Branchy(), HardwareConfig(**FINE), seed=0, adc_range="full")(torch.randn(1, 3, 8, 8))
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    x = torch.randn(4, 3, 8, 8)
+    analog = to_analog(model, HardwareConfig(**FINE), seed=0, calibration=[x])
+    with torch.no_grad():
+        ref = model(x)
+    assert (analog(x) - ref).abs().max() <= 0.01 * ref.abs().max()  # F.linear(y, lin.weight) ran on crossbars
+
+    class Transposed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return x @ self.lin.weight.t()
+
+    with pytest.raises(AnalogError, match=r"layer 'lin': its weight is used by t outside the layer"):
+        to_analog(Transposed(), HardwareConfig(**FINE), seed=0, adc_range="full")(torch.randn(2, 4))
 
 
 def test_refusals_name_module_class_and_reason():
@@ -277,19 +293,22 @@ def _relative_error(model, x, hw):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["convnext_tiny", "vit_b_16"])
-def test_convnext_and_vit_through_to_analog_equal_float_within_quantization(name):
+@pytest.mark.parametrize("name", ["convnext_tiny", "vit_b_16", "swin_t"])
+def test_convnext_vit_swin_through_to_analog_equal_float_within_quantization(name):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     if name == "vit_b_16":
         model = torchvision.models.vit_b_16(image_size=32).eval()  # ViT-B/16 itself, 2x2 patches + class token
         nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision zero-initializes the head
+    elif name == "swin_t":  # its attention calls F.linear with its modules' weights: routed through the crossbars
+        model = torchvision.models.swin_t().eval()
+        nn.init.normal_(model.head.weight, std=0.02)
     else:
         model = torchvision.models.convnext_tiny().eval()
         for block in model.modules():
             if hasattr(block, "layer_scale"):  # 1e-6 at init would hide the blocks; make them count
                 block.layer_scale.data.uniform_(0.2, 0.6)
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, 64 if name == "swin_t" else 32, 64 if name == "swin_t" else 32)
     # ideal: 8-bit cells hold whole 8-bit weights; 16-bit ADC resolves 128 rows x 255 levels x 1-bit inputs exactly
     ideal = HardwareConfig(cell_bits=8, weight_bits=8, input_bits=8, dac_bits=1, adc_bits=16)
     error_8 = _relative_error(model, x, ideal)
