@@ -142,6 +142,12 @@ class _Recorder(TorchFunctionMode):
             return result
         sources = frozenset().union(*(tg.sources for tg in active))
         out_tag = _Tag(True, sources)
+        if not params and (func in _CONV or func in _CONV_T or func is F.linear):
+            raise WorkloadError(
+                f"{self.where()}: {func.__name__} with a weight that is not a parameter (a buffer or a tensor made "
+                "in forward); register it as an nn.Parameter so it can be mapped, or the model would be mapped "
+                "in part"
+            )
         if params:
             out_tag = self._with_params(func, args, kwargs, tags, params, sources, result) or out_tag
         elif func in _MATMUL:

@@ -189,6 +189,16 @@ def test_refusals_name_module_class_and_reason():
 
     with pytest.raises(WorkloadError, match=r"module '1' \(Odd\), parameter '1.floor'.*maximum.*not mapped in part"):
         trace_workload(nn.Sequential(nn.Linear(4, 4), Odd()), (4,), name="net")
+    class Buffered(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.ones(4, 4))
+
+        def forward(self, x):
+            return F.linear(x, self.w)
+
+    with pytest.raises(WorkloadError, match=r"module '0' \(Buffered\): linear with a weight that is not a parameter"):
+        trace_workload(nn.Sequential(Buffered(), nn.Linear(4, 2)), (4,))
     with pytest.raises(WorkloadError, match=r"module '1' \(Embedding\): an embedding is a table lookup"):
         trace_workload(nn.Sequential(nn.Flatten(), nn.Embedding(10, 4)), (3,))
 
