@@ -1,10 +1,12 @@
 """Workloads: the weight-layer table of one network at one input size, with its dataflow graph.
 
-A :class:`Workload` lists every layer that holds a weight matrix mapped onto crossbars (``Conv2d`` of any
-stride, dilation and groups, and ``Linear``), in topological order, with its shapes and the indices of the
-weight layers whose outputs feed it (``preds``): residual adds, concatenations and parallel branches
-(SqueezeNet's expand 1x1 / 3x3) stay a graph, not a flat chain. Everything between weight layers
-(batch-norm, activations, pooling, adds, concats) is digital and not mapped onto crossbars.
+A :class:`Workload` lists every layer that holds a weight matrix mapped onto crossbars (convolutions of any
+stride, dilation and groups -- 1-D, 2-D, 3-D and transposed --, ``Linear``, attention's projections), in
+topological order, with its shapes and the indices of the weight layers whose outputs feed it (``preds``):
+residual adds, concatenations and parallel branches (SqueezeNet's expand 1x1 / 3x3) stay a graph, not a flat
+chain. The digital unit's work (attention's QK^T and AV, softmax, norms, layer scale, embeddings, class
+tokens) is listed as :class:`DigitalOp` s; batch-norm, activations, pooling, adds and concats are free
+(the tile's digital units). ``docs/simulator.md``, "What goes where", has the full table and its sources.
 
 Conventions (im2col; ISAAC, NeuroSim):
 
@@ -12,10 +14,12 @@ Conventions (im2col; ISAAC, NeuroSim):
   weight matrices of ``rows = (Cin/g) * kh * kw`` rows and ``Cout/g`` output columns (before slicing);
 - a linear layer is one matrix of ``rows = in_features`` and ``out_features`` columns; its "output
   positions" are the number of vectors it is applied to per image (1 for a classifier head);
-- ``macs = positions * Cout * rows``; bias is kept digital (no row).
+- ``macs = positions * Cout * rows``; bias is kept digital (no row);
+- a weight used ``uses`` times is stored once; ``shared_positions`` are the positions of its further uses.
 
-:func:`trace_workload` builds a workload from any ``torch.nn.Module`` with ``torch.fx``; search spaces build
-the same table straight from a genome (the fast path), and tests tie the two together.
+:func:`trace_workload` builds a workload from any ``torch.nn.Module`` by running it once
+(:mod:`rnc.simulator.tracing`); search spaces build the same table straight from a genome (the fast path),
+and tests tie the two together.
 """
 
 from __future__ import annotations
