@@ -376,10 +376,10 @@ def _matmul_macs(func, args, result) -> int:
         inputs, _, output = equation.partition("->")
         sizes: dict[str, int] = {}
         for spec, t in zip(inputs.split(","), operands, strict=True):
-            letters = spec.replace("...", "")
-            tail = t.shape[len(t.shape) - len(letters):] if "..." in spec and spec.startswith("...") else None
-            dims = tail if tail is not None else t.shape[:len(letters)] if "..." in spec else t.shape
-            sizes.update({c: int(n) for c, n in zip(letters, dims, strict=False)})
+            head, _, tail = spec.partition("...")  # letters before the ellipsis: leading dims; after: trailing
+            sizes.update({c: int(n) for c, n in zip(head, t.shape, strict=False)})
+            if tail:
+                sizes.update({c: int(n) for c, n in zip(tail, t.shape[len(t.shape) - len(tail):], strict=True)})
         if not output:  # implicit output: the indices appearing once
             letters = inputs.replace(",", "").replace("...", "")
             output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))

@@ -326,3 +326,19 @@ def test_convnext_vit_swin_through_to_analog_equal_float_within_quantization(nam
     # the only error left is quantization: small at 8 bits and shrinking with the step (4x per 2 bits, roughly)
     assert error_8 < 0.06
     assert error_8 < 0.5 * error_6
+
+
+def test_activation_products_count_their_multiply_adds():
+    class Attend(nn.Module):  # MaxViT-style einsum attention and a @ product, 2 heads of 4 over 6 tokens
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(8, 24)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).view(1, 6, 3, 2, 4).permute(2, 0, 3, 1, 4)
+            scores = torch.einsum("b h i d, b h j d -> b h i j", q, k).softmax(-1)
+            return scores @ v
+
+    work = trace_workload(Attend(), (6, 8))
+    # QK^T and AV: 2 heads x 6 x 6 scores x 4 multiply-adds each; softmax 5 ops x 72 scores
+    assert [(op.kind, op.ops) for op in work.digital] == [("matmul", 288), ("softmax", 360), ("matmul", 288)]
