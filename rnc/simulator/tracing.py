@@ -352,11 +352,11 @@ class _Recorder(TorchFunctionMode):
         return result
 
     def _sdpa(self, args, kwargs, sources) -> None:
-        q, k = args[0], args[1]
+        q, k, v = (_arg(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
         scores = _numel(q) // int(q.shape[-1]) * int(k.shape[-2])
         self._digital("matmul", scores * int(q.shape[-1]), sources)
         self._digital("softmax", SOFTMAX_OPS_PER_ELEMENT * scores, sources)
-        self._digital("matmul", scores * int(args[2].shape[-1]), sources)
+        self._digital("matmul", scores * int(v.shape[-1]), sources)
 
 
 def _numel(x: Any) -> int:

@@ -339,6 +339,12 @@ def test_activation_products_count_their_multiply_adds():
             scores = torch.einsum("b h i d, b h j d -> b h i j", q, k).softmax(-1)
             return scores @ v
 
-    work = trace_workload(Attend(), (6, 8))
+    class Fused(Attend):
+        def forward(self, x):
+            q, k, v = self.qkv(x).view(1, 6, 3, 2, 4).permute(2, 0, 3, 1, 4)
+            return F.scaled_dot_product_attention(query=q, key=k, value=v)
+
     # QK^T and AV: 2 heads x 6 x 6 scores x 4 multiply-adds each; softmax 5 ops x 72 scores
-    assert [(op.kind, op.ops) for op in work.digital] == [("matmul", 288), ("softmax", 360), ("matmul", 288)]
+    for model in (Attend(), Fused()):
+        work = trace_workload(model, (6, 8))
+        assert [(op.kind, op.ops) for op in work.digital] == [("matmul", 288), ("softmax", 360), ("matmul", 288)]
