@@ -64,6 +64,8 @@ def test_compile_attention_shows_digital_unit_and_refusal_exits_2(tmp_path):
     data = json.loads(out.read_text())
     assert data["digital"]["ops"] == 2 * (2 * 5 * 5 * 8) + 5 * 2 * 5 * 5  # QK^T + AV, softmax
     assert data["energy_by_component_pj"]["digital"] == pytest.approx(data["digital"]["energy_pj"])
+    res = runner.invoke(app, ["compile", f"{model_file}:build", "--input", "5x16", "--shared", "twice"])
+    assert res.exit_code == 2 and "--shared 'twice'" in res.output
     res = runner.invoke(app, ["compile", f"{model_file}:lstm", "--input", "3x4"])
     assert res.exit_code == 2 and "(LSTM): recurrent layers" in res.output
 

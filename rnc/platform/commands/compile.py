@@ -182,6 +182,10 @@ def register(app: typer.Typer) -> None:
         ),
         pack: bool | None = typer.Option(None, "--pack/--no-pack", help="Pack boxes of several layers (rnc)."),
         depthwise_split: int = typer.Option(1, "--depthwise-split", min=1, help="Channel chunks per depthwise layer."),
+        shared: str = typer.Option(
+            "serialize", "--shared",
+            help="A weight used twice: 'serialize' (stored once, uses in turn) or 'duplicate' (a copy per use).",
+        ),
     ) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
         from rnc.simulator import (
@@ -200,6 +204,8 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         try:
             shape = parse_input_shape(input_shape)
+            if shared not in ("serialize", "duplicate"):
+                raise WorkloadError(f"--shared {shared!r}: expected serialize or duplicate")
             hw = HardwareConfig.resolve(hardware)
             if set_values:
                 hw = hw.set_values(list(set_values))
@@ -208,7 +214,7 @@ def register(app: typer.Typer) -> None:
             module = load_model(model)
             check_input(module, shape, model)
             with console.status(f"tracing {model} at {input_shape}"):
-                workload = trace_workload(module, shape, name=model)
+                workload = trace_workload(module, shape, name=model, shared=shared)
             with console.status(f"compiling {len(workload)} layers ({strategy})"):
                 result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
                                           depthwise_split=depthwise_split)
