@@ -16,7 +16,7 @@ from rnc.simulator.hardware import (
     NonIdealities,
 )
 from rnc.simulator.ppa import Rollup, rollup
-from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape, trace_workload
 
 __all__ = [
     "COMPILER_EVENTS",
@@ -26,6 +26,7 @@ __all__ = [
     "CompileError",
     "CompileResult",
     "Component",
+    "DigitalOp",
     "DigitalUnit",
     "HardwareConfig",
     "HardwareConfigError",
