@@ -16,7 +16,9 @@ _EXPORTS = {
         "HardwareConfig", "HardwareConfigError", "NonIdealities",
     ),
     "rnc.simulator.ppa": ("Rollup", "rollup"),
-    "rnc.simulator.workload": ("Layer", "Workload", "WorkloadError", "parse_input_shape", "trace_workload"),
+    "rnc.simulator.workload": (
+        "DigitalOp", "Layer", "Workload", "WorkloadError", "parse_input_shape", "trace_workload",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
         NonIdealities,
     )
     from rnc.simulator.ppa import Rollup, rollup
-    from rnc.simulator.workload import Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+    from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape, trace_workload
 
 
 def __getattr__(name: str) -> Any:
@@ -56,6 +58,7 @@ __all__ = [
     "CompileError",
     "CompileResult",
     "Component",
+    "DigitalOp",
     "DigitalUnit",
     "HardwareConfig",
     "HardwareConfigError",

@@ -104,6 +104,8 @@ import torch.nn as nn
 
 from rnc.errors import check_names
 from rnc.simulator.analog_arith import AnalogError
+from rnc.simulator.analog_attention import AnalogMultiheadAttention
+from rnc.simulator.analog_geometry import MAPPED
 from rnc.simulator.analog_layers import AnalogLayer
 from rnc.simulator.hardware import HardwareConfig
 
@@ -112,10 +114,15 @@ __all__ = ["AnalogError", "AnalogLayer", "AnalogRange", "analog_layers", "analog
 
 AdcRange = Literal["calibrated", "full"]
 
-UNSUPPORTED = (
-    nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MultiheadAttention,
-    nn.RNNBase, nn.RNNCellBase, nn.Bilinear, nn.Embedding, nn.EmbeddingBag,
-)
+UNSUPPORTED = {
+    nn.Conv3d: "3-D convolutions are mapped by the workload (depth folded into H) but not simulated here",
+    nn.ConvTranspose3d: "3-D convolutions are mapped by the workload (depth folded into H) but not simulated here",
+    nn.RNNBase: "recurrent layers have no time axis in the crossbar model",
+    nn.RNNCellBase: "recurrent layers have no time axis in the crossbar model",
+    nn.Bilinear: "a bilinear form multiplies two activations; it is not a fixed weight matrix",
+    nn.Embedding: "an embedding is a table lookup, not a matrix-vector product",
+    nn.EmbeddingBag: "an embedding is a table lookup, not a matrix-vector product",
+}
 
 
 @dataclass(frozen=True)
@@ -171,14 +178,16 @@ def to_analog(
         raise AnalogError(f"adc_range={adc_range!r}: expected 'calibrated' or 'full'")
     if not isinstance(hw, HardwareConfig):
         raise AnalogError(f"hw must be a HardwareConfig, got {type(hw).__name__}; use HardwareConfig.resolve(...)")
-    unsupported = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if isinstance(m, UNSUPPORTED)]
+    unsupported = [f"module {name or type(model).__name__!r} ({type(m).__name__}): {why}"
+                   for name, m in model.named_modules() for cls, why in UNSUPPORTED.items() if isinstance(m, cls)]
     if unsupported:
         raise AnalogError(
-            "to_analog maps Conv2d and Linear layers only; these layers hold weights it cannot map onto "
-            f"crossbars: {', '.join(unsupported)}. Replace them (e.g. Conv1d by Conv2d) or keep them out of the model"
+            "to_analog maps Linear, Conv1d/2d, ConvTranspose1d/2d and MultiheadAttention; these modules hold "
+            f"weights it cannot map onto crossbars: {'; '.join(unsupported)}. Replace them or keep them out of "
+            "the model"
         )
     lazy = [name for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d | nn.Linear) and isinstance(m.weight, nn.parameter.UninitializedParameter)]
+            if isinstance(m, MAPPED) and isinstance(m.weight, nn.parameter.UninitializedParameter)]
     if lazy:
         raise AnalogError(f"lazy layers not initialized: {', '.join(lazy)}; run one forward pass first")
     if calibration is None and adc_range == "calibrated":
@@ -195,16 +204,7 @@ def to_analog(
         check_names("layer", list(hw.layer_crossbar_sizes), mapped, where="to_analog: hw.layer_crossbar_sizes",
                     error=AnalogError)
     analog = copy.deepcopy(model)
-    targets = [(name, m) for name, m in analog.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    if not targets:
-        raise AnalogError(f"{type(model).__name__} has no Conv2d or Linear layer to map onto crossbars")
-    for name, module in targets:
-        device = module.weight.device
-        layer = AnalogLayer(name, module, hw, seed=seed).to(device)
-        if name:
-            _replace(analog, name, layer)
-        else:  # the model is itself one Conv2d or Linear
-            analog = layer
+    analog = _replace_mapped(analog, hw, seed)
     analog.eval()
     for p in analog.parameters():
         p.requires_grad_(False)
@@ -263,6 +263,37 @@ def analog_ranges(model: nn.Module) -> dict[str, AnalogRange]:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+def _replace_mapped(analog: nn.Module, hw: HardwareConfig, seed: int) -> nn.Module:
+    """Replace every mapped module of ``analog`` (in place; returns the root, which may itself be replaced).
+
+    A module reachable under several names (called twice) becomes one analog module, named by its first
+    path and put at every path: its weights are stored once. Modules inside a MultiheadAttention belong to it.
+    """
+    paths: dict[int, list[str]] = {}
+    modules: dict[int, nn.Module] = {}
+    for name, module in analog.named_modules(remove_duplicate=False):
+        if isinstance(module, (*MAPPED, nn.MultiheadAttention)):
+            paths.setdefault(id(module), []).append(name)
+            modules[id(module)] = module
+    attention = [names[0] for key, names in paths.items() if isinstance(modules[key], nn.MultiheadAttention)]
+    inside = tuple(f"{name}." for name in attention)
+    targets = [(names, modules[key]) for key, names in paths.items()
+               if not any(n.startswith(inside) for n in names if inside)]
+    if not targets:
+        raise AnalogError(f"{type(analog).__name__} has no Conv2d or Linear layer to map onto crossbars")
+    for names, module in targets:
+        if isinstance(module, nn.MultiheadAttention):
+            new: nn.Module = AnalogMultiheadAttention(names[0], module, hw, seed=seed)
+        else:
+            new = AnalogLayer(names[0], module, hw, seed=seed).to(module.weight.device)
+        for name in names:
+            if name:
+                _replace(analog, name, new)
+            else:  # the model is itself one mapped module
+                analog = new
+    return analog
+
+
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root

@@ -29,6 +29,7 @@ from rnc.simulator.analog_arith import (
     quantize_weights,
     slice_weights,
 )
+from rnc.simulator.analog_geometry import geometry_of, prepare_input
 from rnc.simulator.hardware import HardwareConfig
 
 Mode = Literal["analog", "observe_inputs", "observe_adc"]
@@ -112,20 +113,16 @@ class AnalogLayer(nn.Module):
     are buffers (they follow ``.to(device)`` and are saved in ``state_dict``).
     """
 
-    def __init__(self, name: str, module: nn.Conv2d | nn.Linear, hw: HardwareConfig, *, seed: int) -> None:
+    def __init__(self, name: str, module: nn.Module, hw: HardwareConfig, *, seed: int) -> None:
         super().__init__()
         self.name = name
-        self.is_linear = isinstance(module, nn.Linear)
-        weight = module.weight.detach().to("cpu", torch.float32)
-        if self.is_linear:
-            weight = weight.view(weight.shape[0], weight.shape[1], 1, 1)
-            self.stride, self.padding, self.dilation, self.groups = (1, 1), (0, 0), (1, 1), 1
-            self.padding_mode = "zeros"
-        else:
-            self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
-            self.padding = module.padding
-            self.padding_mode = module.padding_mode
-            self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
+        geo = geometry_of(name, module)  # Linear, Conv1d/2d, ConvTranspose1d/2d as one 2-D conv
+        self.geometry = geo
+        self.is_linear = geo.kind == "linear"
+        self.is_1d = geo.kind == "conv1d"
+        weight = geo.weight
+        self.stride, self.padding, self.dilation, self.groups = geo.stride, geo.padding, geo.dilation, geo.groups
+        self.padding_mode = "zeros" if geo.pre_pad is None else geo.pad_mode
         self.out_channels, in_per_group, kh, kw = weight.shape
         self.in_channels = in_per_group * self.groups
         self.kernel = (kh, kw)
@@ -303,21 +300,31 @@ class AnalogLayer(nn.Module):
             return self._forward(x)
 
     def _to_4d(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """The input as the ``(N, C, H, W)`` the layer's 2-D conv reads, padded and zero-inserted as its
+        module type requires (:mod:`rnc.simulator.analog_geometry`); ``lead``: Linear's leading dims."""
         if not self.is_linear:
-            if x.dim() != 4:
-                raise AnalogError(f"layer {self.name!r}: Conv2d input must be (N, C, H, W), got shape {tuple(x.shape)}")
+            want = 3 if self.is_1d else 4
+            if x.dim() != want:
+                layout = "(N, C, L)" if self.is_1d else "(N, C, H, W)"
+                raise AnalogError(f"layer {self.name!r}: input must be {layout}, got shape {tuple(x.shape)}")
             if x.shape[1] != self.in_channels:
                 raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input channels, got {x.shape[1]}")
-            if self.padding_mode != "zeros":
-                x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
-            return x, ()
+            return prepare_input(self.geometry, x.unsqueeze(2) if self.is_1d else x), ()
         if x.shape[-1] != self.in_channels:
             raise AnalogError(f"layer {self.name!r}: expected {self.in_channels} input features, got {x.shape[-1]}")
         lead = tuple(x.shape[:-1])
         return x.reshape(-1, self.in_channels, 1, 1), lead
 
-    def _conv_padding(self) -> tuple[int, int] | str:
-        return (0, 0) if self.padding_mode != "zeros" else self.padding
+    def _conv_padding(self) -> tuple[int, int]:
+        """Padding the convolution itself applies (explicit paddings were applied by :meth:`_to_4d`)."""
+        return self.padding
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """A stand-in for the module's weight, for parents that compute with ``child.weight`` themselves
+        (Swin's ``F.linear(x, self.qkv.weight, bias)``): ``F.linear`` with it runs through this layer's
+        crossbars (the bias passed is added digitally); any other use raises :class:`AnalogError`."""
+        return CrossbarWeight(self)
 
     def _forward(self, x_in: torch.Tensor) -> torch.Tensor:
         x, lead = self._to_4d(x_in)
@@ -333,6 +340,8 @@ class AnalogLayer(nn.Module):
             y = y + self.bias.view(1, -1, 1, 1).to(y.dtype)
         if self.is_linear:
             y = y.reshape(*lead, self.out_channels)
+        elif self.is_1d:
+            y = y.squeeze(2)
         return y.to(x_in.dtype)
 
     def _input_quantization(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float, int, bool]:
@@ -483,8 +492,10 @@ class AnalogLayer(nn.Module):
 
     def _integer_reads(self, levels: torch.Tensor, device: torch.device) -> bool:
         """Whether the reads can run as exact integer convolutions: CPU, oneDNN's int8 convolution, levels
-        and input slices that fit 8 bits without saturating AVX2's 16-bit pair sums, 32-bit-exact sums."""
-        if device.type != "cpu" or not self.fast_paths or isinstance(self._conv_padding(), str):
+        and input slices that fit 8 bits without saturating AVX2's 16-bit pair sums, 32-bit-exact sums. Every
+        padding qualifies: string and non-zero-mode paddings are applied to the input first (:meth:`_to_4d`), so
+        the convolution's own padding is always numeric."""
+        if device.type != "cpu" or not self.fast_paths:
             return False
         if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qconv_pointwise")):
             return False
@@ -500,12 +511,7 @@ class AnalogLayer(nn.Module):
         return F.conv2d(per_group, self._ones, None, self.stride, self._conv_padding(), self.dilation, self.groups)
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
-        if isinstance(self.padding, str):  # 'same' (stride 1) or 'valid'
-            if self.padding == "same":
-                return h, w
-            pad = (0, 0)
-        else:
-            pad = self._conv_padding()
+        pad = self._conv_padding()
         sizes = []
         for size, k, st, p, d in zip((h, w), self.kernel, self.stride, pad, self.dilation, strict=True):
             sizes.append((size + 2 * p - d * (k - 1) - 1) // st + 1)
@@ -575,4 +581,40 @@ class AnalogLayer(nn.Module):
             f"{self.name!r}, in={self.in_channels}, out={self.out_channels}, kernel={self.kernel}, "
             f"crossbar={self.rows}x{self.cols}, tiles={til.tiles}x{til.channels_per_tile}ch, "
             f"columns/weight={self.columns}, adc_bits={self.adc_bits}"
+        )
+
+
+class CrossbarWeight(torch.Tensor):
+    """A shape-only weight whose ``F.linear`` runs through its :class:`AnalogLayer` (see ``AnalogLayer.weight``)."""
+
+    layer: AnalogLayer
+
+    @staticmethod
+    def __new__(cls, layer: AnalogLayer) -> CrossbarWeight:
+        shape = (layer.out_channels, layer.in_channels) if layer.is_linear else (
+            layer.out_channels, layer.in_channels // layer.groups, *layer.kernel)
+        tensor = torch.Tensor._make_subclass(cls, torch.empty(shape, device="meta"))
+        tensor.layer = layer
+        return tensor
+
+    _SHAPE_ONLY = (torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.shape.__get__,
+                   torch.Tensor.ndim.__get__, torch.Tensor.dtype.__get__)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        weights = [a for a in (*args, *kwargs.values()) if isinstance(a, CrossbarWeight)]
+        layer = weights[0].layer
+        if func is F.linear and layer.is_linear and len(args) >= 2 and args[1] is weights[0]:
+            x = args[0]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            y = layer(x)
+            if layer.bias is not None:
+                y = y - layer.bias.to(y.dtype)
+            return y if bias is None else y + bias.to(y.dtype)
+        if func in cls._SHAPE_ONLY:
+            return super().__torch_function__(func, types, args, kwargs)
+        raise AnalogError(
+            f"layer {layer.name!r}: its weight is used by {getattr(func, '__name__', func)} outside the layer; "
+            "only F.linear with it can run through the crossbars, so to_analog cannot map this use"
         )

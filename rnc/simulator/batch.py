@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from rnc.simulator import kernels as K  # noqa: N812
 from rnc.simulator.compiler import (
     CompileError,
     CompileOptions,
@@ -23,6 +24,7 @@ from rnc.simulator.compiler import (
     run_kernel,
     summarize,
 )
+from rnc.simulator.digital import digital_cost
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import EnergyTable, energy_table, ppa_parameters
 from rnc.simulator.workload import Workload
@@ -61,7 +63,8 @@ def compile_many(pairs: Iterable[tuple[Workload, HardwareConfig]], strategy: Str
             pair_hit = (workload, crossbar_classes(workload, hw), None)
         if pair_hit[2] is None:  # the same objects again give the same summary (compiles are deterministic)
             (totals, *_), _cls_r, _cls_c = run_kernel(workload, hw, opts, params, pair_hit[1])
-            pair_hit = (workload, pair_hit[1], summarize(totals, opts.budget, table))
+            digital = digital_cost(workload, hw, table, int(totals[K.T_IMAS]), int(totals[K.T_TILES]))
+            pair_hit = (workload, pair_hit[1], summarize(totals, opts.budget, table, digital))
             per_pair[(id(hw), id(workload))] = pair_hit
         summary = pair_hit[2]
         out.append({**summary, "energy_by_component_pj": dict(summary["energy_by_component_pj"])})

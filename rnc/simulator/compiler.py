@@ -59,6 +59,7 @@ import numpy as np
 
 from rnc.errors import UserError, check_names
 from rnc.simulator import kernels as K  # noqa: N812
+from rnc.simulator.digital import NO_DIGITAL, DigitalCost, digital_cost
 from rnc.simulator.hardware import HardwareConfig
 from rnc.simulator.ppa import EnergyTable, energy_by_category, energy_table, ppa_parameters
 from rnc.simulator.workload import Workload
@@ -340,13 +341,19 @@ def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
     return best
 
 
-def summarize(totals: np.ndarray, budget: int, table: EnergyTable) -> dict[str, float | int | bool | dict[str, float]]:
+def summarize(totals: np.ndarray, budget: int, table: EnergyTable,
+              digital: DigitalCost = NO_DIGITAL) -> dict[str, float | int | bool | dict[str, float]]:
     """Scalar metrics from the kernel's totals array (the keys of :meth:`CompileResult.summary`); ``table``
-    (:func:`rnc.simulator.ppa.energy_table` of the hardware) turns the event counts into energy by category."""
-    latency = float(totals[K.T_LATENCY_NS])
-    energy_by = energy_by_category(table, totals[list(K.T_EVENTS)], totals[K.T_LEAKAGE_MW] * latency)
+    (:func:`rnc.simulator.ppa.energy_table` of the hardware) turns the event counts into energy by category.
+    ``digital`` (:mod:`rnc.simulator.digital`) is the digital units' share: its ops are counted as
+    ``digital_op`` events (so the table charges them, category ``digital``), its busy time adds to the latency
+    (and so to the leakage) and bounds the period; its area is already in the kernel's area."""
+    latency = float(totals[K.T_LATENCY_NS]) + digital.latency_ns
+    counts = totals[list(K.T_EVENTS)].copy()
+    counts[K.T_EVENTS.index(K.T_N_DIGITAL_OPS)] += digital.ops
+    energy_by = energy_by_category(table, counts, totals[K.T_LEAKAGE_MW] * latency)
     energy = sum(energy_by.values())
-    period = float(totals[K.T_PERIOD_NS])
+    period = max(float(totals[K.T_PERIOD_NS]), digital.latency_ns)
     area = float(totals[K.T_AREA_MM2])
     capacity = float(totals[K.T_CAPACITY_CELLS])
     ops = 2.0 * float(totals[K.T_MACS])
@@ -367,6 +374,10 @@ def summarize(totals: np.ndarray, budget: int, table: EnergyTable) -> dict[str, 
         "tops": ops * throughput / 1e12,
         "tops_per_w": ops / energy if energy > 0 else 0.0,
         "macs": int(totals[K.T_MACS]),
+        "digital_ops": digital.ops,
+        "digital_latency_ns": digital.latency_ns,
+        "digital_energy_pj": digital.energy_pj,
+        "digital_area_mm2": digital.area_mm2,
     }
 
 
@@ -417,8 +428,18 @@ class CompileResult:
     _cls_c: np.ndarray = field(repr=False)
 
     @cached_property
+    def _table(self) -> EnergyTable:
+        return energy_table(self.hardware)
+
+    @cached_property
+    def digital(self) -> DigitalCost:
+        """The digital units' work, latency, energy and area for one image (:mod:`rnc.simulator.digital`)."""
+        return digital_cost(self.workload, self.hardware, self._table, int(self._totals[K.T_IMAS]),
+                            int(self._totals[K.T_TILES]))
+
+    @cached_property
     def _summary(self) -> dict:
-        return summarize(self._totals, self.options.budget, energy_table(self.hardware))
+        return summarize(self._totals, self.options.budget, self._table, self.digital)
 
     # scalar metrics ----------------------------------------------------------------------------------
     @property
@@ -543,6 +564,7 @@ class CompileResult:
             "options": dict(self.options.__dict__),
             "crossbars_by_size": self.crossbars_by_size,
             "layers": self.layers,
+            "digital": self.digital.to_dict(),
             "placements": [p.to_dict() for p in self.placements],
         }
 

@@ -1,10 +1,12 @@
 """Workloads: the weight-layer table of one network at one input size, with its dataflow graph.
 
-A :class:`Workload` lists every layer that holds a weight matrix mapped onto crossbars (``Conv2d`` of any
-stride, dilation and groups, and ``Linear``), in topological order, with its shapes and the indices of the
-weight layers whose outputs feed it (``preds``): residual adds, concatenations and parallel branches
-(SqueezeNet's expand 1x1 / 3x3) stay a graph, not a flat chain. Everything between weight layers
-(batch-norm, activations, pooling, adds, concats) is digital and not mapped onto crossbars.
+A :class:`Workload` lists every layer that holds a weight matrix mapped onto crossbars (convolutions of any
+stride, dilation and groups -- 1-D, 2-D, 3-D and transposed --, ``Linear``, attention's projections), in
+topological order, with its shapes and the indices of the weight layers whose outputs feed it (``preds``):
+residual adds, concatenations and parallel branches (SqueezeNet's expand 1x1 / 3x3) stay a graph, not a flat
+chain. The digital unit's work (attention's QK^T and AV, softmax, norms, layer scale, embeddings, class
+tokens) is listed as :class:`DigitalOp` s; batch-norm, activations, pooling, adds and concats are free
+(the tile's digital units). ``docs/simulator.md``, "What goes where", has the full table and its sources.
 
 Conventions (im2col; ISAAC, NeuroSim):
 
@@ -12,16 +14,16 @@ Conventions (im2col; ISAAC, NeuroSim):
   weight matrices of ``rows = (Cin/g) * kh * kw`` rows and ``Cout/g`` output columns (before slicing);
 - a linear layer is one matrix of ``rows = in_features`` and ``out_features`` columns; its "output
   positions" are the number of vectors it is applied to per image (1 for a classifier head);
-- ``macs = positions * Cout * rows``; bias is kept digital (no row).
+- ``macs = positions * Cout * rows``; bias is kept digital (no row);
+- a weight used ``uses`` times is stored once; ``shared_positions`` are the positions of its further uses.
 
-:func:`trace_workload` builds a workload from any ``torch.nn.Module`` with ``torch.fx``; search spaces build
-the same table straight from a genome (the fast path), and tests tie the two together.
+:func:`trace_workload` builds a workload from any ``torch.nn.Module`` by running it once
+(:mod:`rnc.simulator.tracing`); search spaces build the same table straight from a genome (the fast path),
+and tests tie the two together.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -60,6 +62,9 @@ class Layer:
     out_w: int = 1
     preds: tuple[int, ...] = ()
     bias: bool = False
+    transposed: bool = False
+    uses: int = 1
+    shared_positions: int = 0
 
     @property
     def rows(self) -> int:
@@ -73,8 +78,8 @@ class Layer:
 
     @property
     def positions(self) -> int:
-        """Output positions per image (one crossbar MVM per position and input slice)."""
-        return self.out_h * self.out_w
+        """Output positions per image (one crossbar MVM per position and input slice), over all ``uses``."""
+        return self.out_h * self.out_w + self.shared_positions
 
     @property
     def weights(self) -> int:
@@ -95,6 +100,29 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class DigitalOp:
+    """Work of the digital unit for one image: ``ops`` elementary operations of ``kind``.
+
+    ``kind``: ``matmul`` (activation x activation, one multiply-add per op: attention's QK^T and AV),
+    ``softmax``, ``norm`` (layer/group norm), ``scale`` (an activation times a parameter: layer scale),
+    ``add_parameter`` (position embeddings, relative position biases), ``concat_parameter`` (class tokens).
+    ``name`` is the module that issues it; ``preds`` the weight layers it reads; ``after`` the index of the
+    last weight layer issued before it (-1: before any).
+    """
+
+    name: str
+    kind: str
+    ops: int
+    preds: tuple[int, ...] = ()
+    after: int = -1
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["preds"] = list(self.preds)
+        return data
+
+
+@dataclass(frozen=True)
 class Workload:
     """The weight layers of a network in topological order, at ``input_shape`` = (C, H, W) or (features,)."""
 
@@ -102,6 +130,7 @@ class Workload:
     input_shape: tuple[int, ...]
     layers: tuple[Layer, ...]
     outputs: tuple[int, ...] = field(default=())
+    digital: tuple[DigitalOp, ...] = field(default=())
 
     def __post_init__(self) -> None:
         for i, layer in enumerate(self.layers):
@@ -147,12 +176,19 @@ class Workload:
             "input_shape": list(self.input_shape),
             "layers": [layer.to_dict() for layer in self.layers],
             "outputs": list(self.outputs),
+            "digital": [op.to_dict() for op in self.digital],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Workload:
         layers = tuple(Layer(**{**d, "preds": tuple(d.get("preds", ()))}) for d in data["layers"])
-        return cls(data["name"], tuple(data["input_shape"]), layers, tuple(data.get("outputs", ())))
+        digital = tuple(DigitalOp(**{**d, "preds": tuple(d.get("preds", ()))}) for d in data.get("digital", ()))
+        return cls(data["name"], tuple(data["input_shape"]), layers, tuple(data.get("outputs", ())), digital)
+
+    @property
+    def digital_ops(self) -> int:
+        """Elementary operations of the digital unit per image (see :mod:`rnc.simulator.digital`)."""
+        return sum(op.ops for op in self.digital)
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -182,165 +218,46 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
 # Tracing any torch.nn.Module
 # -------------------------------------------------------------------------------------------------------
 
-def _digital_module_types() -> tuple[type, ...]:
-    import torch.nn as nn
-
-    return (
-        nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
-        nn.PReLU,
-    )
-
-
-def _layer_from_module(name: str, module, in_shape, out_shape, preds: tuple[int, ...]) -> Layer:
-    import torch.nn as nn
-
-    if isinstance(module, nn.Conv2d):
-        pad = module.padding if isinstance(module.padding, tuple) else (0, 0)
-        if module.padding == "same":
-            pad = tuple((k - 1) // 2 * d for k, d in zip(module.kernel_size, module.dilation, strict=True))
-        return Layer(
-            name=name, kind="conv", in_channels=module.in_channels, out_channels=module.out_channels,
-            kernel_h=module.kernel_size[0], kernel_w=module.kernel_size[1],
-            stride_h=module.stride[0], stride_w=module.stride[1],
-            padding_h=int(pad[0]), padding_w=int(pad[1]),
-            dilation_h=module.dilation[0], dilation_w=module.dilation[1], groups=module.groups,
-            in_h=int(in_shape[-2]), in_w=int(in_shape[-1]), out_h=int(out_shape[-2]), out_w=int(out_shape[-1]),
-            preds=preds, bias=module.bias is not None,
-        )
-    # Linear: every leading dimension but the batch is a position.
-    positions = math.prod(int(d) for d in out_shape[1:-1]) if len(out_shape) > 2 else 1
-    return Layer(
-        name=name, kind="linear", in_channels=module.in_features, out_channels=module.out_features,
-        out_h=positions, out_w=1, in_h=positions, in_w=1, preds=preds, bias=module.bias is not None,
-    )
-
-
-def _check_supported(name: str, module) -> None:
-    import torch.nn as nn
-
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        return
-    own_params = list(module.parameters(recurse=False))
-    if own_params and not isinstance(module, _digital_module_types()):
-        raise WorkloadError(
-            f"module {name!r} ({type(module).__name__}) holds weights but is not supported on crossbars; "
-            "supported weight layers are Conv2d and Linear (normalization layers stay digital)"
-        )
-
-
-def trace_workload(model, input_shape: str | Sequence[int], *, name: str | None = None) -> Workload:
+def trace_workload(model, input_shape: str | Sequence[int], *, name: str | None = None,
+                   shared: str = "serialize") -> Workload:
     """The crossbar workload of ``model`` for one input of ``input_shape`` (``(C, H, W)``, no batch).
 
-    Traces with ``torch.fx`` to keep the dataflow graph between weight layers; models that ``torch.fx``
-    cannot trace (data-dependent control flow) fall back to forward hooks in execution order, with a warning
-    that the graph is then a chain. Layers are named by their module's qualified name.
+    Runs one forward pass (on the ``meta`` device where possible, else on zeros) and records every weight
+    layer, its dataflow predecessors and the digital unit's work; see :mod:`rnc.simulator.tracing` for what
+    goes where. Layers are named by their module's qualified name (attention projections
+    ``<module>.in_proj`` / ``<module>.out_proj``). ``shared``: ``"serialize"`` (a weight used twice is stored
+    once, its uses serialize on its crossbars) or ``"duplicate"`` (each further use ``name@k`` gets its own).
+
+    Raises:
+        WorkloadError: not a module, a bad shape, a forward pass that fails, or a parameter that cannot be
+            mapped (the message names the module, its class and the reason).
     """
-    import torch
     import torch.nn as nn
+
+    from rnc.simulator.tracing import run_and_record
 
     shape = parse_input_shape(input_shape)
     if not isinstance(model, nn.Module):
         raise WorkloadError(f"expected a torch.nn.Module, got {type(model).__name__}")
     label = name or type(model).__name__
+    refused = _refused()
     for mod_name, module in model.named_modules():
-        _check_supported(mod_name or label, module)
+        reason = next((why for cls, why in refused.items() if isinstance(module, cls)), None)
+        if reason is not None:
+            raise WorkloadError(f"module {mod_name or label!r} ({type(module).__name__}): {reason}")
     was_training = model.training
     model.eval()
     try:
-        try:
-            import torch.fx as fx
-            from torch.fx.passes.shape_prop import ShapeProp
-
-            graph_module = fx.GraphModule(model, _layer_tracer().trace(model), type(model).__name__)
-        except Exception as exc:  # any tracing failure falls back to hooks
-            warnings.warn(
-                f"torch.fx could not trace {label} ({type(exc).__name__}: {exc}); using forward hooks, "
-                "so the layer graph is a chain in execution order",
-                stacklevel=2,
-            )
-            return _trace_with_hooks(model, shape, label)
-        with torch.no_grad():
-            ShapeProp(graph_module).propagate(torch.zeros((1, *shape)))
-        return _workload_from_graph(graph_module, shape, label)
+        return run_and_record(model, shape, label, shared)
     finally:
         model.train(was_training)
 
 
-def _layer_tracer():
-    """A ``torch.fx`` tracer that keeps every ``nn.Conv2d`` / ``nn.Linear`` -- subclasses included (e.g. a conv
-    with its own ``forward``) -- as one leaf, so each maps to one crossbar layer as its class describes it."""
-    import torch.fx as fx
+def _refused() -> dict[type, str]:
     import torch.nn as nn
 
-    class LayerTracer(fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-            return isinstance(m, (nn.Conv2d, nn.Linear)) or super().is_leaf_module(m, module_qualified_name)
-
-    return LayerTracer()
-
-
-def _workload_from_graph(graph_module, shape: tuple[int, ...], label: str) -> Workload:
-    import torch.nn as nn
-    import torch.nn.functional as F  # noqa: N812
-
-    modules = dict(graph_module.named_modules())
-    sources: dict[str, frozenset[int]] = {}
-    layers: list[Layer] = []
-    outputs: tuple[int, ...] = ()
-    weight_functions = {F.conv1d, F.conv2d, F.conv3d, F.linear, F.conv_transpose2d, F.embedding}
-
-    def inputs_of(node) -> frozenset[int]:
-        found: set[int] = set()
-        for arg in node.all_input_nodes:
-            found |= sources.get(arg.name, frozenset())
-        return frozenset(found)
-
-    for node in graph_module.graph.nodes:
-        if node.op == "call_module":
-            module = modules[node.target]
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                in_meta = node.all_input_nodes[0].meta.get("tensor_meta")
-                out_meta = node.meta.get("tensor_meta")
-                if in_meta is None or out_meta is None:
-                    raise WorkloadError(f"module {node.target!r}: no shape information after tracing")
-                preds = tuple(sorted(inputs_of(node)))
-                layers.append(_layer_from_module(node.target, module, in_meta.shape, out_meta.shape, preds))
-                sources[node.name] = frozenset({len(layers) - 1})
-                continue
-        elif node.op == "call_function" and node.target in weight_functions:
-            raise WorkloadError(
-                f"{label}: functional weight op {getattr(node.target, '__name__', node.target)} at node "
-                f"{node.name!r}; use nn.Conv2d / nn.Linear modules so the weights can be mapped"
-            )
-        elif node.op == "output":
-            outputs = tuple(sorted(inputs_of(node)))
-        sources[node.name] = inputs_of(node)
-    if not layers:
-        raise WorkloadError(f"{label}: no Conv2d or Linear layers to map onto crossbars")
-    return Workload(label, shape, tuple(layers), outputs)
-
-
-def _trace_with_hooks(model, shape: tuple[int, ...], label: str) -> Workload:
-    import torch
-    import torch.nn as nn
-
-    records: list[tuple[str, nn.Module, tuple, tuple]] = []
-    handles = []
-    for mod_name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            def hook(mod, args, out, _name=mod_name):
-                records.append((_name, mod, tuple(args[0].shape), tuple(out.shape)))
-
-            handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(torch.zeros((1, *shape)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not records:
-        raise WorkloadError(f"{label}: no Conv2d or Linear layers to map onto crossbars")
-    layers = tuple(
-        _layer_from_module(n, m, i, o, (k - 1,) if k else ()) for k, (n, m, i, o) in enumerate(records)
-    )
-    return Workload(label, shape, layers, (len(layers) - 1,))
+    recurrent = ("recurrent layers feed their output back through their weights at every time step; this "
+                 "workload has no time axis, so they are refused")
+    lookup = "an embedding is a table lookup, not a matrix-vector product; it cannot run on crossbars"
+    return {nn.RNN: recurrent, nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNNCell: recurrent,
+            nn.LSTMCell: recurrent, nn.GRUCell: recurrent, nn.Embedding: lookup, nn.EmbeddingBag: lookup}

@@ -110,6 +110,40 @@ def test_integer_reads_equal_float_reads_at_power_of_two_steps(dac_bits, encodin
     assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-6 * float(slow.abs().max()))
 
 
+class Padded(nn.Module):
+    """Paddings applied to the input before the crossbars: 'same' with an even kernel (asymmetric), a circular
+    Conv1d, and a transposed conv (zero-inserted, pre-padded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.same = nn.Conv2d(3, 8, 4, padding="same", dilation=2)
+        self.line = nn.Conv1d(8, 8, 3, padding=1, padding_mode="circular")
+        self.up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.same(x))
+        n, c, h, w = x.shape
+        x = torch.relu(self.line(x.reshape(n, c, h * w))).reshape(n, c, h, w)
+        return self.up(x)
+
+
+def test_integer_reads_apply_after_explicit_padding():
+    # string and non-zero-mode paddings are applied to the input first, so the convolution's own padding is
+    # numeric and oneDNN's integer reads apply (i13b disabled them for padding='same')
+    torch.manual_seed(0)
+    model = Padded().eval()
+    x = torch.randn(3, 3, 9, 10)
+    hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=4, adc_bits=8, crossbar_rows=64,
+                        crossbar_cols=64)
+    calibrated = to_analog(model, hw, seed=0, calibration=[x])
+    analog = to_analog(model, hw, seed=0, calibration=_fixed(calibrated, 255.0 * 16))
+    assert all(isinstance(layer._conv_padding()[0], int) for layer in analog_layers(analog))
+    assert all(plan.packed_weight is not None for plan in _plans(analog))
+    fast, slow = _both_paths(analog, x)
+    assert fast.shape == model(x).shape
+    assert torch.allclose(fast, slow, rtol=1e-5, atol=1e-6 * float(slow.abs().max()))
+
+
 def test_off_lattice_cells_keep_the_float_reads():
     torch.manual_seed(0)
     model = Convs().eval()

@@ -126,8 +126,8 @@ def test_ir_drop_grows_with_crossbar_size():
 
 def test_bad_input_errors():
     hw = HardwareConfig(cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1, adc_bits=8)
-    with pytest.raises(AnalogError, match=r"Conv1d.*Replace"):
-        to_analog(nn.Sequential(nn.Conv1d(2, 2, 3), nn.Flatten(), nn.Linear(2, 2)), hw, seed=0, adc_range="full")
+    with pytest.raises(AnalogError, match=r"'0' \(Conv3d\): 3-D convolutions"):
+        to_analog(nn.Sequential(nn.Conv3d(2, 2, 3), nn.Flatten(), nn.Linear(2, 2)), hw, seed=0, adc_range="full")
     with pytest.raises(AnalogError, match="calibration is None"):
         to_analog(nn.Linear(4, 2), hw, seed=0)
     with pytest.raises(AnalogError, match="no batch"):

@@ -41,6 +41,35 @@ def test_compile_python_factory_isaac_with_set(tmp_path):
     assert "isaac" in res.output and "feasible" in res.output
 
 
+def test_compile_attention_shows_digital_unit_and_refusal_exits_2(tmp_path):
+    model_file = tmp_path / "net.py"
+    model_file.write_text(
+        "import torch, torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)\n"
+        "        self.head = nn.Linear(16, 4)\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.attn(x, x, x)[0].mean(1))\n"
+        "def build():\n"
+        "    return Net()\n"
+        "def lstm():\n"
+        "    return nn.Sequential(nn.LSTM(4, 4))\n"
+    )
+    out = tmp_path / "plan.json"
+    res = runner.invoke(app, ["compile", f"{model_file}:build", "--input", "5x16", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "attn.in_proj" in res.output and "digital matmul" in res.output and "digital softmax" in res.output
+    data = json.loads(out.read_text())
+    assert data["digital"]["ops"] == 2 * (2 * 5 * 5 * 8) + 5 * 2 * 5 * 5  # QK^T + AV, softmax
+    assert data["energy_by_component_pj"]["digital"] == pytest.approx(data["digital"]["energy_pj"])
+    res = runner.invoke(app, ["compile", f"{model_file}:build", "--input", "5x16", "--shared", "twice"])
+    assert res.exit_code == 2 and "--shared 'twice'" in res.output
+    res = runner.invoke(app, ["compile", f"{model_file}:lstm", "--input", "3x4"])
+    assert res.exit_code == 2 and "(LSTM): recurrent layers" in res.output
+
+
 def test_compile_hardware_yaml_and_infeasible_budget(tmp_path):
     hw_file = tmp_path / "hw.yaml"
     hw_file.write_text("base: rnc\ncrossbar_rows: 64\ncrossbar_cols: 64\n")

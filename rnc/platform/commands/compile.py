@@ -135,6 +135,16 @@ def print_result(result, console: Console, *, title: str) -> None:
         table.add_column(col, justify=justify)
     touched = 0
     shares = 0.0
+    digital: dict[int, list[dict]] = {}
+    for op in result.digital.operations:  # the digital unit's work, after the weight layer issued before it
+        digital.setdefault(op["after_layer"], []).append(op)
+
+    def add_digital(after: int) -> None:
+        for op in digital.get(after, ()):
+            table.add_row("", op["name"], f"digital {op['kind']}", "", f"{op['ops']:,} ops", "digital", "", "", "",
+                          "", _fmt_ns(op["latency_ns"]), "", f"{op['energy_pj'] / 1e3:,.1f}")
+
+    add_digital(-1)
     for row in result.layers:
         k = row["kernel"]
         shape = f"{row['in_channels']}->{row['out_channels']}"
@@ -150,6 +160,7 @@ def print_result(result, console: Console, *, title: str) -> None:
             f"{row['crossbar_share']:.0%}", _fmt_ns(row["stage_ns"]), _fmt_ns(row["finish_ns"]),
             _fmt_uj(row["energy_pj"]),
         )
+        add_digital(row["index"])
     console.print(table)
     s = result.summary()
     budget = "unlimited" if s["budget"] == 0 else f"{s['budget']:,}"
@@ -201,15 +212,21 @@ def register(app: typer.Typer) -> None:
         min_gain: float = typer.Option(
             0.005, "--min-gain", help="Stop rule: fraction of the latency a duplication step must gain (0 = off)."
         ),
+        shared: str = typer.Option(
+            "serialize", "--shared",
+            help="A weight used twice: 'serialize' (stored once, uses in turn) or 'duplicate' (a copy per use).",
+        ),
     ) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
-        from rnc.simulator import HardwareConfig, compile_workload, parse_input_shape, trace_workload
+        from rnc.simulator import HardwareConfig, WorkloadError, compile_workload, parse_input_shape, trace_workload
         from rnc.simulator.compiler import resolve_options
 
         console = Console()
         if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
             console = Console(width=200)
         shape = parse_input_shape(input_shape)
+        if shared not in ("serialize", "duplicate"):
+            raise WorkloadError(f"--shared {shared!r}: expected serialize or duplicate")
         hw = HardwareConfig.resolve(hardware)
         if set_values:
             hw = hw.set_values(list(set_values))
@@ -222,7 +239,7 @@ def register(app: typer.Typer) -> None:
         module = load_model(model)
         check_input(module, shape, model)
         with console.status(f"tracing {model} at {input_shape}"):
-            workload = trace_workload(module, shape, name=model)
+            workload = trace_workload(module, shape, name=model, shared=shared)
         with console.status(f"compiling {len(workload)} layers ({strategy})"):
             result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
                                       depthwise_split=depthwise_split, depthwise_mapping=depthwise_mapping,
