@@ -194,18 +194,20 @@ class Workload:
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"3x64x64"`` or ``(3, 64, 64)`` -> ``(3, 64, 64)``; a clear error otherwise.
 
-    A string (the CLI's ``--input``) must give exactly three dimensions, channels x height x width; a sequence
-    may give any number (a linear-only model takes ``(features,)``).
+    The shape of one input without the batch dimension: ``CxHxW`` for images, ``CxL`` for a Conv1d model,
+    ``TxD`` for a token sequence, ``D`` for a linear-only model (1 to 4 dimensions). Whether the model accepts
+    it is checked by running it (the CLI's ``check_input``), before anything is traced. Raises
+    :class:`WorkloadError` for a malformed, empty, non-positive or over-long shape.
     """
     if isinstance(text, str):
         parts = text.strip().lower().replace(",", "x").split("x")
         try:
             dims = tuple(int(part) for part in parts)
         except ValueError:
-            raise WorkloadError(f"input shape {text!r}: expected CxHxW such as 3x64x64") from None
-        if len(dims) != 3:
+            raise WorkloadError(f"input shape {text!r}: expected dimensions joined by 'x', such as 3x64x64") from None
+        if len(dims) > 4:
             raise WorkloadError(
-                f"input shape {text!r}: {len(dims)} dimension(s), expected 3 (channels x height x width, e.g. 3x64x64)"
+                f"input shape {text!r}: {len(dims)} dimensions, at most 4 without the batch (e.g. 3x64x64)"
             )
     else:
         dims = tuple(int(d) for d in text)

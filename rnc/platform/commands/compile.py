@@ -97,7 +97,7 @@ def check_input(module, shape: tuple[int, ...], spec: str) -> None:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelSpecError(
-            f"model {spec!r} cannot run on input {'x'.join(map(str, shape))}: {first}; check --input (CxHxW)"
+            f"model {spec!r} cannot run on input {'x'.join(map(str, shape))}: {first}; check --input (CxHxW for images)"
         ) from None
 
 
