@@ -145,6 +145,10 @@ def main() -> None:
     parser.add_argument("--standalone-range", default=None, help="START:STOP, train only these picks (split runs).")
     parser.add_argument("--eval-repeats", type=int, default=10)
     parser.add_argument(
+        "--calib-images", type=int, default=256,
+        help="Calibration images for batch-norm recalibration of every evaluated subnet (the calib split: <= 512).",
+    )
+    parser.add_argument(
         "--train-subset", type=int, default=0,
         help="Train supernet and stand-alone subnets on this fixed seeded subset of the training split (0: all).",
     )
@@ -212,7 +216,8 @@ def main() -> None:
         figures["checkpoint"] = str(args.checkpoint)
         figures["manifest_metrics"] = manifest["metrics"]
         figures["epochs"] = manifest["epochs"]
-        evaluator = SubnetEvaluator(args.checkpoint, device=args.device, splits=splits)
+        evaluator = SubnetEvaluator(args.checkpoint, device=args.device, splits=splits, calib_images=args.calib_images)
+        figures["calib_images"] = sum(int(x.shape[0]) for x in evaluator.calib_batches)
         rng = np.random.default_rng(args.seed)
         timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}
         cpu_timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}
