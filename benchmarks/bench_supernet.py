@@ -10,6 +10,8 @@ and stand-alone runs use a GPU when torch sees one)::
         --standalone-epochs 20 --threads 2   # ranking-fidelity protocol without the ceiling effect
     python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 64 --epochs 100 \
         --standalone 10 --standalone-epochs 60 --device cuda   # CIFAR-10 at RNC's 64x64 (a GPU)
+    python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 16 --per-class 100 \
+        --test-per-class 100 --checkpoint DIR --standalone 20 --standalone-seeds 2   # CPU CIFAR-10 subset
 
 Ranking fidelity: ``--standalone N`` subnets are drawn at random (seeded) from 400 random genomes, N of them
 evenly spaced in MACs so that the sample spans the space's size range; each is evaluated with inherited
@@ -122,6 +124,9 @@ def main() -> None:
         help="digits (bundled), cifar10, cifar100 or imagefolder (files under --data-root; see docs/search.md).",
     )
     parser.add_argument("--data-root", type=Path, default=None, help="Dataset folder (cifar*, imagefolder).")
+    parser.add_argument("--data-format", default="auto", help="cifar10: auto, torchvision or imagefolder.")
+    parser.add_argument("--per-class", type=int, default=None, help="cifar10: seeded training images per class.")
+    parser.add_argument("--test-per-class", type=int, default=None, help="cifar10: seeded test images per class.")
     parser.add_argument(
         "--device", default="cpu",
         help="Where subnets are evaluated (cpu: the 100 ms target; cuda for GPU figures). Training uses the GPU "
@@ -139,6 +144,10 @@ def main() -> None:
     parser.add_argument("--only-standalone", action="store_true", help="Only train the stand-alone subnets.")
     parser.add_argument("--standalone-range", default=None, help="START:STOP, train only these picks (split runs).")
     parser.add_argument("--eval-repeats", type=int, default=10)
+    parser.add_argument(
+        "--calib-images", type=int, default=256,
+        help="Calibration images for batch-norm recalibration of every evaluated subnet (the calib split: <= 512).",
+    )
     parser.add_argument(
         "--train-subset", type=int, default=0,
         help="Train supernet and stand-alone subnets on this fixed seeded subset of the training split (0: all).",
@@ -168,7 +177,11 @@ def main() -> None:
     from rnc.search.supernet.training import train_standalone, train_supernet
 
     try:
-        splits = load_dataset(args.dataset, root=args.data_root, image_size=args.image_size, seed=args.seed)
+        cifar = {"data_format": args.data_format, "per_class": args.per_class, "test_per_class": args.test_per_class}
+        splits = load_dataset(
+            args.dataset, root=args.data_root, image_size=args.image_size, seed=args.seed,
+            **(cifar if args.dataset == "cifar10" else {}),
+        )
     except DatasetError as exc:
         raise SystemExit(f"bench_supernet: {exc}") from None
     if args.train_subset:
@@ -203,7 +216,8 @@ def main() -> None:
         figures["checkpoint"] = str(args.checkpoint)
         figures["manifest_metrics"] = manifest["metrics"]
         figures["epochs"] = manifest["epochs"]
-        evaluator = SubnetEvaluator(args.checkpoint, device=args.device, splits=splits)
+        evaluator = SubnetEvaluator(args.checkpoint, device=args.device, splits=splits, calib_images=args.calib_images)
+        figures["calib_images"] = sum(int(x.shape[0]) for x in evaluator.calib_batches)
         rng = np.random.default_rng(args.seed)
         timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}
         cpu_timings: dict[str, list[float]] = {"largest": [], "smallest": [], "random": []}

@@ -601,6 +601,7 @@ def ensure_supernet_remote(
         "image_size": config.dataset.image_size,
         "data_root": config.dataset.root,
         "download": config.dataset.download,
+        **config.dataset.supernet_options(),
         "progress": False,
     }
     gpus = int(resources.get("GPU", 0))

@@ -111,7 +111,7 @@ def _check_supernet(config: ExperimentConfig, cache_dir: Path) -> Path | None:
     spec = SupernetSpec(
         space=config.space.name, space_options=dict(config.space.options), dataset=config.dataset.name,
         image_size=config.dataset.image_size, data_root=config.dataset.root, epochs=config.supernet.epochs,
-        seed=config.seed, download=config.dataset.download,
+        seed=config.seed, download=config.dataset.download, **config.dataset.supernet_options(),
     )
     target = cached_checkpoint_dir(spec, cache_dir)
     if target.exists():
@@ -119,7 +119,8 @@ def _check_supernet(config: ExperimentConfig, cache_dir: Path) -> Path | None:
         if manifest.get("key") == spec.key():
             read_weights(target)
             return target
-    check_dataset_files(config.dataset.name, root=config.dataset.root, download=config.dataset.download)
+    check_dataset_files(config.dataset.name, root=config.dataset.root, download=config.dataset.download,
+                        data_format=config.dataset.format)
     return None
 
 
