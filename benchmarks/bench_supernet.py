@@ -10,6 +10,8 @@ and stand-alone runs use a GPU when torch sees one)::
         --standalone-epochs 20 --threads 2   # ranking-fidelity protocol without the ceiling effect
     python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 64 --epochs 100 \
         --standalone 10 --standalone-epochs 60 --device cuda   # CIFAR-10 at RNC's 64x64 (a GPU)
+    python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 16 --per-class 100 \
+        --test-per-class 100 --checkpoint DIR --standalone 20 --standalone-seeds 2   # CPU CIFAR-10 subset
 
 Ranking fidelity: ``--standalone N`` subnets are drawn at random (seeded) from 400 random genomes, N of them
 evenly spaced in MACs so that the sample spans the space's size range; each is evaluated with inherited
@@ -122,6 +124,9 @@ def main() -> None:
         help="digits (bundled), cifar10, cifar100 or imagefolder (files under --data-root; see docs/search.md).",
     )
     parser.add_argument("--data-root", type=Path, default=None, help="Dataset folder (cifar*, imagefolder).")
+    parser.add_argument("--data-format", default="auto", help="cifar10: auto, torchvision or imagefolder.")
+    parser.add_argument("--per-class", type=int, default=None, help="cifar10: seeded training images per class.")
+    parser.add_argument("--test-per-class", type=int, default=None, help="cifar10: seeded test images per class.")
     parser.add_argument(
         "--device", default="cpu",
         help="Where subnets are evaluated (cpu: the 100 ms target; cuda for GPU figures). Training uses the GPU "
@@ -168,7 +173,11 @@ def main() -> None:
     from rnc.search.supernet.training import train_standalone, train_supernet
 
     try:
-        splits = load_dataset(args.dataset, root=args.data_root, image_size=args.image_size, seed=args.seed)
+        cifar = {"data_format": args.data_format, "per_class": args.per_class, "test_per_class": args.test_per_class}
+        splits = load_dataset(
+            args.dataset, root=args.data_root, image_size=args.image_size, seed=args.seed,
+            **(cifar if args.dataset == "cifar10" else {}),
+        )
     except DatasetError as exc:
         raise SystemExit(f"bench_supernet: {exc}") from None
     if args.train_subset:

@@ -120,12 +120,23 @@ class SpaceSpec(_Strict):
 
 
 class DatasetSpec(_Strict):
-    """The dataset the supernet trains and evaluates on (``rnc.search.load_dataset``)."""
+    """The dataset the supernet trains and evaluates on (``rnc.search.load_dataset``).
+
+    ``format``, ``per_class`` and ``test_per_class`` are cifar10's (``rnc.search.cifar10``): the source
+    (``auto``, ``torchvision`` or ``imagefolder``) and seeded subsets of N images per class.
+    """
 
     name: str = "digits"
     root: str | None = None
     image_size: int | None = Field(default=None, ge=8, le=1024)
     download: bool = False
+    format: Literal["auto", "torchvision", "imagefolder"] = "auto"
+    per_class: int | None = Field(default=None, ge=1, le=5000)
+    test_per_class: int | None = Field(default=None, ge=1, le=1000)
+
+    def supernet_options(self) -> dict[str, Any]:
+        """Keywords of ``rnc.search.supernet.ensure_supernet`` for the cifar10 options."""
+        return {"data_format": self.format, "per_class": self.per_class, "test_per_class": self.test_per_class}
 
 
 class SupernetSpec(_Strict):

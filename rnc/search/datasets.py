@@ -15,7 +15,10 @@ Datasets:
   to **3 channels** so every convolutional space takes them unchanged; then standardised with the training
   mean and std. Fixed seeded split: 20% test (359 images), the rest train (1,438); ``calib`` is 256 training
   images. Training augmentation: random translation by up to ``image_size // 16`` pixels.
-- ``cifar10`` / ``cifar100``: torchvision's loaders from ``root`` (default ``$RNC_DATA_ROOT`` or
+- ``cifar10``: torchvision's official files or an ImageFolder copy (``data_format``), decoded once into
+  cached uint8 tensors, CIFAR statistics and augmentation, seeded ``per_class`` subsets, any ``image_size``
+  (default 32): see :mod:`rnc.search.cifar10`.
+- ``cifar100``: torchvision's loader from ``root`` (default ``$RNC_DATA_ROOT`` or
   ``~/.cache/rnc-platform/data``), downloading only with ``download=True``; official train (50,000) / test
   (10,000) split, ``calib`` = 512 seeded training images; resized to ``image_size`` when given (RNC: 64);
   training augmentation: random crop with 1/8 padding and horizontal flip.
@@ -82,13 +85,37 @@ def load_dataset(
     image_size: int | None = None,
     download: bool = False,
     seed: int = 0,
+    data_format: str = "auto",
+    per_class: int | None = None,
+    test_per_class: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> DatasetSplits:
-    """Load ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagefolder``) as train/calib/test splits."""
+    """Load ``name`` (``digits``, ``cifar10``, ``cifar100``, ``imagefolder``) as train/calib/test splits.
+
+    ``data_format`` (``auto``, ``torchvision``, ``imagefolder``), ``per_class``/``test_per_class`` (seeded
+    subsets) and ``cache_dir`` (decoded uint8 tensors) apply to ``cifar10`` (:mod:`rnc.search.cifar10`).
+    Raises :class:`DatasetError` for unknown names, missing or malformed data and options a dataset lacks.
+    """
     if image_size is not None and int(image_size) < 8:
         raise DatasetError(f"dataset {name!r}: image_size must be at least 8 pixels, got {image_size}")
+    if name != "cifar10" and (data_format != "auto" or per_class is not None or test_per_class is not None):
+        raise DatasetError(
+            f"dataset {name!r}: format/per_class/test_per_class are options of cifar10 only; leave them unset"
+        )
     if name == "digits":
         return _digits(image_size or 16, seed)
-    if name in ("cifar10", "cifar100"):
+    if name == "cifar10":
+        from rnc.search.cifar10 import Cifar10Error, cifar10_splits
+
+        try:
+            return cifar10_splits(
+                Path(root).expanduser() if root else default_root(), image_size=image_size, data_format=data_format,
+                per_class=per_class, test_per_class=test_per_class, seed=seed,
+                cache_dir=None if cache_dir is None else Path(cache_dir).expanduser(), download=download,
+            )
+        except Cifar10Error as exc:
+            raise DatasetError(str(exc)) from None
+    if name == "cifar100":
         return _cifar(name, Path(root).expanduser() if root else default_root(), image_size, download, seed)
     if name == "imagefolder":
         if root is None:

@@ -49,6 +49,15 @@ def register(app: typer.Typer) -> None:
         image_size: int | None = typer.Option(None, "--image-size", min=8, help="Input resolution (digits: 32)."),
         data_root: Path | None = typer.Option(None, "--data-root", help="Dataset folder (cifar*, imagefolder)."),
         download: bool = typer.Option(False, "--download", help="Download cifar10/cifar100 when missing."),
+        data_format: str = typer.Option(
+            "auto", "--data-format", help="cifar10 source: auto, torchvision (official files) or imagefolder."
+        ),
+        per_class: int | None = typer.Option(
+            None, "--per-class", min=1, help="cifar10: seeded subset of N training images per class."
+        ),
+        test_per_class: int | None = typer.Option(
+            None, "--test-per-class", min=1, help="cifar10: seeded subset of N test images per class."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of weights, data order, augmentation, subnets."),
         batch_size: int = typer.Option(64, "--batch-size", min=2, help="Batch size per worker."),
         lr: float = typer.Option(0.05, "--lr", min=0.0, help="Peak learning rate (SGD, cosine decay)."),
@@ -70,7 +79,8 @@ def register(app: typer.Typer) -> None:
             spec = SupernetSpec(
                 space=space, space_options=_parse_options(options), dataset=dataset, image_size=image_size,
                 data_root=None if data_root is None else str(data_root), epochs=epochs, seed=seed,
-                batch_size=batch_size, lr=lr, download=download,
+                batch_size=batch_size, lr=lr, download=download, data_format=data_format, per_class=per_class,
+                test_per_class=test_per_class,
             )
             train_supernet_job(spec, out, num_workers=workers, use_gpu=gpu, progress=not quiet)
             manifest = load_manifest(out)

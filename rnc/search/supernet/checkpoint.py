@@ -36,6 +36,9 @@ WEIGHTS = "supernet.pt"
 FORMAT = 1
 
 
+_DATASET_DEFAULTS: dict[str, Any] = {"data_format": "auto", "per_class": None, "test_per_class": None}
+
+
 class CheckpointError(ValueError):
     """A checkpoint directory that cannot be used; the message names the file and what to do."""
 
@@ -54,11 +57,22 @@ class SupernetSpec:
     batch_size: int = 64
     lr: float = 0.05
     download: bool = False
+    data_format: str = "auto"  # cifar10: auto, torchvision or imagefolder
+    per_class: int | None = None  # cifar10: seeded training subset, images per class (None: all)
+    test_per_class: int | None = None  # cifar10: seeded test subset, images per class (None: all)
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The cifar10 options that differ from their defaults, as ``load_dataset`` keywords."""
+        options = {"data_format": self.data_format, "per_class": self.per_class, "test_per_class": self.test_per_class}
+        return {k: v for k, v in options.items() if v != _DATASET_DEFAULTS[k]}
 
     def key(self) -> str:
         data = asdict(self)
         data["data_root"] = None  # where the files live, and how they got there, do not change the weights
         data["download"] = None
+        for name, default in _DATASET_DEFAULTS.items():  # keys of specs without them stay as they were
+            if data[name] == default:
+                del data[name]
         data["package_version"] = rnc.__version__
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -150,18 +164,23 @@ def ensure_supernet(
     progress: bool = True,
     download: bool = False,
     train_fn: TrainFn | None = None,
+    data_format: str = "auto",
+    per_class: int | None = None,
+    test_per_class: int | None = None,
 ) -> Path:
     """The checkpoint directory of this supernet: reused from ``cache_dir`` when present, trained otherwise.
 
     ``train_fn(spec, out_dir)`` trains into ``out_dir`` (default: :func:`rnc.search.supernet.training.train_from_spec`
-    in this process; the platform passes a Ray Train one). Training writes to a temporary sibling directory
-    that is renamed when complete, so an interrupted run never leaves a half checkpoint behind.
+    in this process; the platform passes a Ray Train one). ``data_format``, ``per_class`` and ``test_per_class``
+    select cifar10's source and seeded subsets (:mod:`rnc.search.cifar10`). Training writes to a temporary
+    sibling directory that is renamed when complete, so an interrupted run never leaves a half checkpoint behind.
     """
     spec = SupernetSpec(
         space=space_name, space_options=dict(space_options or {}), dataset=dataset,
         image_size=None if image_size is None else int(image_size),
         data_root=None if data_root is None else str(data_root), epochs=int(epochs), seed=int(seed),
-        batch_size=int(batch_size), lr=float(lr), download=bool(download),
+        batch_size=int(batch_size), lr=float(lr), download=bool(download), data_format=data_format,
+        per_class=per_class, test_per_class=test_per_class,
     )
     key = spec.key()
     cache = Path(cache_dir).expanduser()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from rnc.search.device import select_device
 from rnc.simulator import HardwareConfig
 
 
@@ -100,7 +101,7 @@ class SubnetEvaluator:
         from rnc.search.datasets import load_dataset
         from rnc.search.supernet.checkpoint import load_supernet
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = select_device(device)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.space, self.supernet, self.manifest = load_supernet(self.checkpoint_dir, self.device)
         self.supernet.to(memory_format=torch.channels_last)  # same layout as the cached batches
@@ -108,7 +109,7 @@ class SubnetEvaluator:
             data = self.manifest["dataset"]
             splits = load_dataset(
                 data["name"], root=data_root or data.get("root"), image_size=data.get("image_size"),
-                seed=int(data.get("seed", 0)),
+                seed=int(data.get("seed", 0)), **_dataset_options(data),
             )
         if tuple(splits.input_shape) != tuple(self.space.input_shape):
             raise ValueError(
@@ -164,6 +165,13 @@ class SubnetEvaluator:
             analog = to_analog(model, hardware, seed=seed, calibration=self.calib_batches)
             hw_accuracy = top1_accuracy(analog, self.test_batches)
         return {"accuracy": accuracy, "hw_accuracy": hw_accuracy}
+
+
+def _dataset_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The cifar10 options recorded in a manifest's ``dataset`` (absent for other datasets)."""
+    options = {"data_format": config.get("format"), "per_class": config.get("per_class"),
+               "test_per_class": config.get("test_per_class")}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def resolve_genome(space, text: str | Sequence[int], rng: np.random.Generator) -> np.ndarray:

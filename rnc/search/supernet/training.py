@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import rnc
+from rnc.search.device import select_device
 
 
 @dataclass
@@ -129,7 +130,7 @@ def train_supernet(
         random_subnets = int(getattr(space, "supernet_random_subnets", 2))
     if random_subnets < 0:
         raise ValueError(f"random_subnets must be >= 0, got {random_subnets}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = select_device(device)
     rank = _rank()
     show = progress and rank == 0
 
@@ -264,7 +265,7 @@ def prepare_training(spec, *, data_root: str | Path | None = None):
         image_size = int(options["input_shape"][-1])
     splits = load_dataset(
         spec.dataset, root=data_root or spec.data_root, image_size=image_size, seed=spec.seed,
-        download=getattr(spec, "download", False),
+        download=getattr(spec, "download", False), **spec.dataset_options(),
     )
     options.pop("resolution", None)
     given_shape = options.get("input_shape")
@@ -306,7 +307,7 @@ def train_standalone(
     """
     from rnc.search.supernet.evaluate import _materialize, top1_accuracy
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = select_device(device)
     torch.manual_seed(seed)
     model = space.build_module(space.validate(genome)).to(device, memory_format=torch.channels_last)
     loader = DataLoader(
