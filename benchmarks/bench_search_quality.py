@@ -92,6 +92,7 @@ class Mbv3Problem:
         dataset: str = "digits",
         data_root: str | None = None,
         objectives: Sequence[str] = ("accuracy", "latency", "energy"),
+        checkpoint: str | None = None,
     ) -> None:
         import torch
 
@@ -118,12 +119,15 @@ class Mbv3Problem:
         self.resolution = resolution
         self.budget = budget
         self.hw = HardwareConfig.preset("rnc").with_updates(crossbars=budget)
-        checkpoint = ensure_supernet(
-            space, options, dataset, epochs=epochs, seed=0, cache_dir=cache_dir, image_size=resolution,
-            data_root=data_root,
-        )
-        self.checkpoint = checkpoint
+        if checkpoint is None:
+            checkpoint = ensure_supernet(
+                space, options, dataset, epochs=epochs, seed=0, cache_dir=cache_dir, image_size=resolution,
+                data_root=data_root,
+            )
+        self.checkpoint = Path(checkpoint)
         self.evaluator = SubnetEvaluator(checkpoint, device="cpu", calib_images=calib_images, data_root=data_root)
+        if tuple(self.evaluator.space.n_choices) != tuple(self.n_choices):
+            raise SystemExit(f"--checkpoint {checkpoint}: its space differs from --space/--option/--resolution")
         self._cache: dict[tuple[int, ...], tuple[list[float], list[float]]] = {}
         self.evaluate_s = 0.0
         self.accuracy_evaluations = 0
@@ -233,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="input resolution of the mbv3 space and image size of digits (mbv3; the embedded default uses 16)",
     )
     parser.add_argument("--cache-dir", default="rnc-runs/supernets", help="supernet checkpoint cache (mbv3)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="reuse this supernet checkpoint (its dataset subsets come from its manifest)"
+    )
     parser.add_argument("--space", default="mbv3", help="search space of the supernet problem (mbv3, nax, imc-blocks)")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
@@ -267,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         problem: Any = Mbv3Problem(
             budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir, resolution=args.resolution,
             space=args.space, options=options, dataset=args.dataset, data_root=args.data_root,
-            objectives=args.objectives,
+            objectives=args.objectives, checkpoint=args.checkpoint,
         )
     else:
         problem = ZdtProblem()

@@ -505,6 +505,7 @@ def ensure_supernet_remote(
         "data_root": config.dataset.root,
         "download": config.dataset.download,
         "progress": False,
+        **config.dataset.supernet_options(),  # cifar10's source format and seeded per-class subsets
     }
     gpus = int(resources.get("GPU", 0))
     t0 = time.perf_counter()
