@@ -342,6 +342,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "feasible_share": float(np.mean(feasible)),
             "searcher_s": float(np.mean([r["searcher_s"] for r in rs])),
         }
+        # two-objective fronts inside a search of more objectives: objective 0 (accuracy) against each other one
+        if all_f.shape[1] > 2:
+            projections = {}
+            for j in range(1, all_f.shape[1]):
+                cols = [0, j]
+                finals = [
+                    float(hypervolume_curve(normalize(r["F"][:, cols], ideal[cols], nadir[cols]), ref[:2], r["G"])[-1])
+                    for r in rs
+                ]
+                projections[problem.objective_names[j]] = {"final": finals, "final_ci95": confidence_interval(finals)}
+            summary[name]["projections"] = projections
 
     table = Table(title=f"hypervolume (normalized, ref {REF}) against evaluations, mean ± std over seeds {args.seeds}")
     table.add_column("searcher")
@@ -361,6 +372,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{s['searcher_s']:.1f}",
         )
     console.print(table)
+    for name, s in summary.items():
+        for objective, pr in s.get("projections", {}).items():
+            lo, hi = pr["final_ci95"]
+            console.print(
+                f"{name}: accuracy x {objective} front, final hypervolume per seed "
+                f"{' '.join(f'{v:.4f}' for v in pr['final'])}, mean {np.mean(pr['final']):.4f}, "
+                f"95% CI [{lo:.4f}, {hi:.4f}]"
+            )
     verdicts = {}
     if "random" in summary:
         base = np.mean(summary["random"]["final"])
