@@ -92,6 +92,47 @@ def hw_accuracy(model, space, genome, hw, evaluator: SubnetEvaluator, chips: Seq
     return [top1_accuracy(to_analog(model, hardware, seed=chip, calibration=calib), test) for chip in chips]
 
 
+def measure(space, networks, splits, evaluator: SubnetEvaluator, hw: HardwareConfig, args, console) -> list[dict]:
+    """Train every ``(label, genome)`` stand-alone and measure it: float and crossbar accuracy, EDAP and PPA."""
+    chips = list(range(args.chips))
+    rows = []
+    for label, genome in networks:
+        t0 = time.perf_counter()
+        model, float_acc = train_standalone(
+            space, genome, splits, epochs=args.standalone_epochs, seed=args.seed, device="cpu"
+        )
+        analog = hw_accuracy(model, space, genome, hw, evaluator, chips)
+        rows.append({
+            "network": label,
+            "kernels": space.kernels(genome),
+            "crossbars": space.crossbars(genome),
+            "inherited_accuracy": float(evaluator.evaluate(genome)["accuracy"]),
+            "standalone_accuracy": float(float_acc),
+            "hw_accuracy_chips": analog,
+            "hw_accuracy": float(np.mean(analog)),
+            **edap(space, genome, hw),
+            "seconds": time.perf_counter() - t0,
+        })
+        console.log(f"{label}: float {float_acc:.4f}, on the crossbars {np.mean(analog):.4f}")
+    ref = rows[0]
+    for r in rows:
+        r["hw_accuracy_diff_points"] = 100 * (r["hw_accuracy"] - ref["hw_accuracy"])
+        r["edap_ratio"] = r["edap"] / ref["edap"]
+    return rows
+
+
+def results_table(rows: list[dict]) -> Table:
+    table = Table(title="NAX: searched networks against ResNet-20 (same protocol)")
+    for col in ("network", "float acc", "hw acc (mean of chips)", "hw acc - ResNet-20", "EDAP ratio",
+                "energy uJ", "latency us", "area mm2"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["network"], f"{r['standalone_accuracy']:.4f}", f"{r['hw_accuracy']:.4f}",
+                      f"{r['hw_accuracy_diff_points']:+.2f} pts", f"{r['edap_ratio']:.3f}",
+                      f"{r['energy_pj'] / 1e6:.3f}", f"{r['latency_ns'] / 1e3:.1f}", f"{r['area_mm2']:.3f}")
+    return table
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="digits")
@@ -151,38 +192,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     console.print(f"search: {len(genomes)} candidates in {search_s:.0f} s, front {len(front)}, "
                   f"ResNet-20 inherited accuracy {base_inherited:.4f}")
 
-    chips = list(range(args.chips))
-    rows = []
-    for label, genome in [("ResNet-20", base), *((k, genomes[i]) for k, i in picks.items())]:
-        t0 = time.perf_counter()
-        model, float_acc = train_standalone(
-            space, genome, splits, epochs=args.standalone_epochs, seed=args.seed, device="cpu"
-        )
-        analog = hw_accuracy(model, space, genome, hw, evaluator, chips)
-        rows.append({
-            "network": label,
-            "kernels": space.kernels(genome) if hasattr(space, "kernels") else None,
-            "crossbars": space.crossbars(genome) if hasattr(space, "crossbars") else None,
-            "inherited_accuracy": float(evaluator.evaluate(genome)["accuracy"]),
-            "standalone_accuracy": float(float_acc),
-            "hw_accuracy_chips": analog,
-            "hw_accuracy": float(np.mean(analog)),
-            **edap(space, genome, hw),
-            "seconds": time.perf_counter() - t0,
-        })
-        console.log(f"{label}: float {float_acc:.4f}, on the crossbars {np.mean(analog):.4f}")
-    ref = rows[0]
-    table = Table(title="NAX: searched networks against ResNet-20 (same protocol)")
-    for col in ("network", "float acc", "hw acc (mean of chips)", "hw acc - ResNet-20", "EDAP ratio",
-                "energy uJ", "latency us", "area mm2"):
-        table.add_column(col)
-    for r in rows:
-        r["hw_accuracy_diff_points"] = 100 * (r["hw_accuracy"] - ref["hw_accuracy"])
-        r["edap_ratio"] = r["edap"] / ref["edap"]
-        table.add_row(r["network"], f"{r['standalone_accuracy']:.4f}", f"{r['hw_accuracy']:.4f}",
-                      f"{r['hw_accuracy_diff_points']:+.2f} pts", f"{r['edap_ratio']:.3f}",
-                      f"{r['energy_pj'] / 1e6:.3f}", f"{r['latency_ns'] / 1e3:.1f}", f"{r['area_mm2']:.3f}")
-    console.print(table)
+    rows = measure(space, [("ResNet-20", base), *((k, genomes[i]) for k, i in picks.items())], splits,
+                   evaluator, hw, args, console)
+    console.print(results_table(rows))
     result = {
         "dataset": args.dataset, "image_size": args.image_size, "per_class": args.per_class,
         "test_per_class": args.test_per_class, "supernet": str(checkpoint), "supernet_s": supernet_s,
