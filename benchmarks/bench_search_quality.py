@@ -18,6 +18,11 @@ feasible candidates count. Each run asks batches of ``--batch`` genomes and tell
     python benchmarks/bench_search_quality.py                         # mbv3, 300 evaluations, seeds 0 1 2
     python benchmarks/bench_search_quality.py --resolution 16 --epochs 10   # supernet of the embedded default
     python benchmarks/bench_search_quality.py --problem zdt --json out.json
+    python benchmarks/bench_search_quality.py --space imc-blocks --resolution 8 --option max_stages=3 \
+        --option 'widths=[16,32,64]' --epochs 60 --budget 0 --objectives accuracy latency --searchers bayes random
+
+The final hypervolume gets a Student-t 95% confidence interval over the seeds, and every searcher a paired
+(same seed) difference to random search with its 95% CI.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from rnc.search.pareto import hypervolume_curve, normalize
 from rnc.search.searchers import make_searcher
 
 REF = 1.1
+#: Objective name -> the compile summary field it reads.
+OBJECTIVE_KEYS = {"accuracy": "accuracy", "latency": "latency_ns", "energy": "energy_pj"}
 
 
 class ZdtProblem:
@@ -63,12 +70,29 @@ class ZdtProblem:
 
 
 class Mbv3Problem:
-    """Supernet accuracy (max) x compiled latency (min) x compiled energy (min), fits-the-budget constraint."""
+    """Supernet accuracy (max) x compiled latency and/or energy (min), fits-the-budget constraint.
+
+    ``space`` / ``options`` / ``dataset`` choose the supernet (default: ``mbv3`` on digits at ``resolution``);
+    ``objectives`` any of ``accuracy``, ``latency``, ``energy`` (accuracy first); a budget of 0 means unlimited
+    crossbars and no constraint.
+    """
 
     name = "mbv3"
 
     def __init__(
-        self, *, budget: int, epochs: int, cache_dir: str, resolution: int = 32, calib_images: int = 128
+        self,
+        *,
+        budget: int,
+        epochs: int,
+        cache_dir: str,
+        resolution: int = 32,
+        calib_images: int = 128,
+        space: str = "mbv3",
+        options: dict[str, Any] | None = None,
+        dataset: str = "digits",
+        data_root: str | None = None,
+        objectives: Sequence[str] = ("accuracy", "latency", "energy"),
+        checkpoint: str | None = None,
     ) -> None:
         import torch
 
@@ -77,29 +101,43 @@ class Mbv3Problem:
         from rnc.simulator import HardwareConfig
 
         torch.set_num_threads(1)
-        options = {"resolution": resolution}
-        self.space = get_space("mbv3", **options)
+        options = dict(options or {})
+        if space == "mbv3":
+            options = {"resolution": resolution, **options}
+        else:
+            options = {"input_shape": [3, resolution, resolution], **options}
+        self.space_name, self.dataset = space, dataset
+        self.space = get_space(space, **options)
         self.n_choices = self.space.n_choices
-        self.objective_names = ["-accuracy", "latency_ns", "energy_pj"]
-        self.n_constraints = 1
+        unknown = [o for o in objectives if o not in OBJECTIVE_KEYS]
+        if unknown or objectives[0] != "accuracy":
+            raise SystemExit(f"--objectives: accuracy first, then any of latency, energy; got {list(objectives)}")
+        self.objectives = list(objectives)
+        self.objective_names = ["-accuracy", *(OBJECTIVE_KEYS[o] for o in objectives[1:])]
+        self.n_constraints = 1 if budget > 0 else 0
         self.fixed_bounds = {0: (-1.0, 0.0)}
         self.resolution = resolution
         self.budget = budget
         self.hw = HardwareConfig.preset("rnc").with_updates(crossbars=budget)
-        checkpoint = ensure_supernet(
-            "mbv3", options, "digits", epochs=epochs, seed=0, cache_dir=cache_dir, image_size=resolution
-        )
-        self.checkpoint = checkpoint
-        self.evaluator = SubnetEvaluator(checkpoint, device="cpu", calib_images=calib_images)
+        if checkpoint is None:
+            checkpoint = ensure_supernet(
+                space, options, dataset, epochs=epochs, seed=0, cache_dir=cache_dir, image_size=resolution,
+                data_root=data_root,
+            )
+        self.checkpoint = Path(checkpoint)
+        self.evaluator = SubnetEvaluator(checkpoint, device="cpu", calib_images=calib_images, data_root=data_root)
+        if tuple(self.evaluator.space.n_choices) != tuple(self.n_choices):
+            raise SystemExit(f"--checkpoint {checkpoint}: its space differs from --space/--option/--resolution")
         self._cache: dict[tuple[int, ...], tuple[list[float], list[float]]] = {}
         self.evaluate_s = 0.0
         self.accuracy_evaluations = 0
 
     def describe(self) -> str:
+        budget = f"{self.budget} crossbars" if self.budget else "unlimited crossbars"
         return (
-            f"mbv3 (resolution {self.resolution}, {len(self.n_choices)} genes, {self.space.cardinality:.3g} networks) "
-            f"on digits, "
-            f"supernet {self.checkpoint.name}, RNC preset with {self.budget} crossbars"
+            f"{self.space_name} (resolution {self.resolution}, {len(self.n_choices)} genes, "
+            f"{self.space.cardinality:.3g} networks) on {self.dataset}, "
+            f"supernet {self.checkpoint.name}, RNC preset with {budget}, objectives {', '.join(self.objectives)}"
         )
 
     def _one(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
@@ -108,22 +146,35 @@ class Mbv3Problem:
         key = tuple(int(v) for v in genome)
         if key not in self._cache:
             summary = compile_workload(self.space.workload(genome), self.hw, "rnc", seed=0).summary()
-            need = float(summary["min_crossbars"])
-            violation = (need - self.budget) / self.budget
-            violation = max(violation, 1.0 / self.budget) if not summary["feasible"] else min(violation, 0.0)
+            violation = 0.0
+            if self.budget:
+                need = float(summary["min_crossbars"])
+                violation = (need - self.budget) / self.budget
+                violation = max(violation, 1.0 / self.budget) if not summary["feasible"] else min(violation, 0.0)
             accuracy = 0.0  # worst case for candidates that are not evaluated
             if violation <= 0:
                 accuracy = float(self.evaluator.evaluate(genome)["accuracy"])
                 self.accuracy_evaluations += 1
-            f = [-accuracy, float(summary["latency_ns"]), float(summary["energy_pj"])]
-            self._cache[key] = (f, [violation])
+            f = [-accuracy, *(float(summary[OBJECTIVE_KEYS[o]]) for o in self.objectives[1:])]
+            self._cache[key] = (f, [violation] if self.budget else [])
         return self._cache[key]
 
     def evaluate(self, genomes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
         rows = [self._one(g) for g in genomes]
         self.evaluate_s += time.perf_counter() - t0
-        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows]).reshape(len(rows), self.n_constraints)
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of ``values`` (one value per seed); a point for one value."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return (float(x.mean()), float(x.mean()))
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return (float(x.mean() - half), float(x.mean() + half))
 
 
 def parse_searcher(spec: str) -> tuple[str, dict[str, Any]]:
@@ -186,6 +237,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="input resolution of the mbv3 space and image size of digits (mbv3; the embedded default uses 16)",
     )
     parser.add_argument("--cache-dir", default="rnc-runs/supernets", help="supernet checkpoint cache (mbv3)")
+    parser.add_argument(
+        "--checkpoint", default=None, help="reuse this supernet checkpoint (its dataset subsets come from its manifest)"
+    )
+    parser.add_argument("--space", default="mbv3", help="search space of the supernet problem (mbv3, nax, imc-blocks)")
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="space option, VALUE in JSON (e.g. max_stages=3, widths=[16,32,64]); repeatable",
+    )
+    parser.add_argument("--dataset", default="digits", help="dataset of the supernet problem (digits, cifar10, ...)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (cifar10: the torchvision or JPEG copy)")
+    parser.add_argument(
+        "--objectives", nargs="+", default=["accuracy", "latency", "energy"],
+        help="accuracy first, then latency and/or energy (e.g. --objectives accuracy energy)",
+    )
     parser.add_argument("--json", type=Path, help="write curves and summary here")
     parser.add_argument(
         "--runs-file",
@@ -197,8 +262,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     console = Console()
 
     if args.problem == "mbv3":
+        options: dict[str, Any] = {}
+        for item in args.option:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
+            try:
+                options[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                options[key.strip()] = value
         problem: Any = Mbv3Problem(
-            budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir, resolution=args.resolution
+            budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir, resolution=args.resolution,
+            space=args.space, options=options, dataset=args.dataset, data_root=args.data_root,
+            objectives=args.objectives, checkpoint=args.checkpoint,
         )
     else:
         problem = ZdtProblem()
@@ -262,15 +338,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "curves": curves,
             "at": {m: (float(curves[:, m - 1].mean()), float(curves[:, m - 1].std())) for m in marks},
             "final": curves[:, -1].tolist(),
+            "final_ci95": confidence_interval(curves[:, -1]),
             "feasible_share": float(np.mean(feasible)),
             "searcher_s": float(np.mean([r["searcher_s"] for r in rs])),
         }
+        # two-objective fronts inside a search of more objectives: objective 0 (accuracy) against each other one
+        if all_f.shape[1] > 2:
+            projections = {}
+            for j in range(1, all_f.shape[1]):
+                cols = [0, j]
+                finals = [
+                    float(hypervolume_curve(normalize(r["F"][:, cols], ideal[cols], nadir[cols]), ref[:2], r["G"])[-1])
+                    for r in rs
+                ]
+                projections[problem.objective_names[j]] = {"final": finals, "final_ci95": confidence_interval(finals)}
+            summary[name]["projections"] = projections
 
     table = Table(title=f"hypervolume (normalized, ref {REF}) against evaluations, mean ± std over seeds {args.seeds}")
     table.add_column("searcher")
     for m in marks:
         table.add_column(str(m), justify="right")
     table.add_column("final per seed", justify="right")
+    table.add_column("final 95% CI", justify="right")
     table.add_column("feasible", justify="right")
     table.add_column("searcher s/run", justify="right")
     for name, s in summary.items():
@@ -278,16 +367,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             name,
             *[f"{s['at'][m][0]:.4f} ± {s['at'][m][1]:.4f}" for m in marks],
             " ".join(f"{v:.4f}" for v in s["final"]),
+            "[{:.4f}, {:.4f}]".format(*s["final_ci95"]),
             f"{100 * s['feasible_share']:.0f}%",
             f"{s['searcher_s']:.1f}",
         )
     console.print(table)
+    for name, s in summary.items():
+        for objective, pr in s.get("projections", {}).items():
+            lo, hi = pr["final_ci95"]
+            console.print(
+                f"{name}: accuracy x {objective} front, final hypervolume per seed "
+                f"{' '.join(f'{v:.4f}' for v in pr['final'])}, mean {np.mean(pr['final']):.4f}, "
+                f"95% CI [{lo:.4f}, {hi:.4f}]"
+            )
     verdicts = {}
     if "random" in summary:
         base = np.mean(summary["random"]["final"])
         for name in summary:
             if name != "random":
                 verdicts[name] = bool(np.mean(summary[name]["final"]) > base)
+                if len(summary[name]["final"]) == len(summary["random"]["final"]) > 1:
+                    diff = np.array(summary[name]["final"]) - np.array(summary["random"]["final"])
+                    summary[name]["paired_diff_vs_random_ci95"] = confidence_interval(diff)
+                    lo, hi = summary[name]["paired_diff_vs_random_ci95"]
+                    console.print(
+                        f"{name} - random, paired by seed: mean {diff.mean():+.4f}, 95% CI [{lo:+.4f}, {hi:+.4f}]"
+                    )
                 console.print(
                     f"{name}: final mean {np.mean(summary[name]['final']):.4f} vs random {base:.4f} -> "
                     f"{'beats' if verdicts[name] else 'does NOT beat'} random "

@@ -601,7 +601,7 @@ def ensure_supernet_remote(
         "image_size": config.dataset.image_size,
         "data_root": config.dataset.root,
         "download": config.dataset.download,
-        **config.dataset.supernet_options(),
+        **config.dataset.supernet_options(),  # cifar10's source format and seeded per-class subsets
         "progress": False,
     }
     gpus = int(resources.get("GPU", 0))

@@ -27,6 +27,12 @@ def test_embedded_default_is_the_documented_experiment() -> None:
     assert len(cfg.grid()) == 4
     assert cfg.tracking_uri == "sqlite:///rnc-runs/mlflow.db"
     assert cfg.needs_accuracy
+    # accuracy on the crossbars, co-designed with the ADC resolution and the crossbar size (NAX)
+    assert cfg.needs_hw_accuracy
+    assert [o.name for o in cfg.objectives] == ["hw_accuracy", "latency", "energy"]
+    genes = cfg.space.options["hardware_genes"]
+    assert set(genes) == {"adc_bits", "crossbar_size"} and len(genes["adc_bits"]) >= 2
+    assert cfg.hardware.for_budget(96).dac_bits == 8  # one read per input keeps the analog simulation affordable
 
 
 def test_example_files_validate_and_default_file_matches_embedded() -> None:
