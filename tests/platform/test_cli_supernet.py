@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
     result = runner.invoke(
         app,
         ["supernet", "train", "--space", "mbv3", "--dataset", "digits", "--epochs", "4", "--out", str(out),
-         "--image-size", "8", "--option", "width_mult=0.25", "--batch-size", "32"],
+         "--image-size", "8", "--option", "width_mult=0.25", "--batch-size", "16"],
     )
     assert result.exit_code == 0, result.output
     assert "largest_test_accuracy" in result.stdout
@@ -55,7 +55,7 @@ def test_supernet_eval_json(trained):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"accuracy", "hw_accuracy"} and data["hw_accuracy"] is None
-    # 10 classes: chance is 0.10; this training reaches 0.51 (smallest) / 0.57 (largest) on the 2-core VM, a
+    # 10 classes: chance is 0.10; this training reaches 0.40 (smallest) / 0.44 (largest) on the 2-core VM, a
     # supernet that does not learn stays near 0.10
     assert data["accuracy"] >= CHANCE_X3
 
@@ -67,7 +67,7 @@ def test_supernet_eval_with_hardware_and_json_genome(trained):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert isinstance(data["hw_accuracy"], float) and data["hw_accuracy"] >= CHANCE_X3  # measured 0.50 on rnc
+    assert isinstance(data["hw_accuracy"], float) and data["hw_accuracy"] >= CHANCE_X3  # smallest-like subnet on rnc crossbars
 
 
 def test_supernet_eval_text_output(trained):
