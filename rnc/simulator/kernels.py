@@ -531,6 +531,61 @@ def _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish
 
 
 @njit(cache=True)
+def _longest_path(stage, pred_ptr, pred_idx, finish, tail):
+    """:func:`_critical_path` with the stage times already in ``stage`` (the duplication loop keeps them up to
+    date layer by layer instead of recomputing every stage at every step; same floats, same result)."""
+    n = stage.shape[0]
+    latency = 0.0
+    for layer in range(n):
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            if finish[pred_idx[q]] > start:
+                start = finish[pred_idx[q]]
+        finish[layer] = start + stage[layer]
+        if finish[layer] > latency:
+            latency = finish[layer]
+        tail[layer] = stage[layer]
+    for layer in range(n - 1, -1, -1):
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            p = pred_idx[q]
+            if stage[p] + tail[layer] > tail[p]:
+                tail[p] = stage[p] + tail[layer]
+    return latency
+
+
+@njit(cache=True)
+def _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio):
+    """The next step of ``layer`` as :func:`_next_copy` computes it: its ``per_copy`` positions, the ``gain`` in
+    ns of its next copies and the gain per cell ``ratio`` (cached per layer; only the duplicated layer changes)."""
+    pc = _ceil_div(positions[layer], copies[layer])
+    per_copy[layer] = pc
+    if pc <= 1:
+        return
+    target = _ceil_div(positions[layer], pc - 1)
+    gain[layer] = (pc - _ceil_div(positions[layer], target)) * unit_ns[layer]
+    ratio[layer] = gain[layer] / ((target - copies[layer]) * cost[layer])
+
+
+@njit(cache=True)
+def _next_copy_cached(per_copy, gain, ratio, saturated, stage, finish, tail, latency_est, min_gain):
+    """:func:`_next_copy` on the cached per-layer values of :func:`_step_values` (same order, same result)."""
+    best = -1
+    best_ratio = 0.0
+    for layer in range(per_copy.shape[0]):
+        if saturated[layer] or finish[layer] - stage[layer] + tail[layer] < latency_est * (1.0 - 1e-12):
+            continue
+        if per_copy[layer] <= 1:
+            saturated[layer] = True
+            continue
+        if gain[layer] < min_gain * latency_est:
+            continue
+        if ratio[layer] > best_ratio:
+            best_ratio = ratio[layer]
+            best = layer
+    return best
+
+
+@njit(cache=True)
 def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfree, maxw, maxh, bcls, has, nopen,
               budget, cursor, scratch, j_bin, j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl):
     """Place copy ``copy`` of every box of ``layer`` on crossbars holding no box of the layer (first fit,
@@ -740,10 +795,16 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         break
         else:  # latency: critical-path copies with the stop rule
             fill_only = False  # second phase: copies that fit on open crossbars, whatever their gain
+            per_copy = np.zeros(n, np.int64)
+            gain = np.zeros(n, np.float64)
+            ratio = np.zeros(n, np.float64)
+            for layer in range(n):
+                stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
             while True:
-                latency_est = _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish, tail)
-                best = _next_copy(copies, positions, unit_ns, cost, saturated, stage, finish, tail, latency_est,
-                                  0.0 if fill_only else min_gain)
+                latency_est = _longest_path(stage, pred_ptr, pred_idx, finish, tail)
+                best = _next_copy_cached(per_copy, gain, ratio, saturated, stage, finish, tail, latency_est,
+                                         0.0 if fill_only else min_gain)
                 if best < 0:
                     if fill_only or min_gain <= 0.0:
                         break
@@ -774,6 +835,8 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         saturated[layer] = True
                         break
                     copies[layer] += 1
+                stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
 
     # ---- PPA ------------------------------------------------------------------------------------------
     nbins = nopen
