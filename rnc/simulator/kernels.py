@@ -360,8 +360,11 @@ def _open(free, nfree, maxw, maxh, bcls, b, cls, cls_r, cls_c):
 
 @njit(cache=True)
 def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-               pl_box, pl_bin, pl_x, pl_y, distinct):
+               pl_box, pl_bin, pl_x, pl_y, distinct, limit):
     """Place copy 0 of every box in ``order``; full-size boxes (or all boxes when not ``share``) alone.
+
+    Stops when a box needs crossbar ``limit + 1`` (the packing can no longer use ``limit`` or fewer) and returns
+    ``limit + 1``; the state then holds a partial packing over ``limit`` crossbars.
 
     Boxes of a layer with ``distinct[layer]`` never share a crossbar with each other (a new crossbar is opened
     instead); other layers' boxes avoid crossbars holding their layer but share one when nothing else fits."""
@@ -377,6 +380,8 @@ def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scra
         if share and not full:
             b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, distinct[layer], False)
         if b < 0:
+            if nopen >= limit:  # one more crossbar: more than ``limit``, it cannot win
+                return nopen + 1
             b = nopen
             nopen += 1
             _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
@@ -491,7 +496,7 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
                 key[k] = -1e18 + k
         order = np.argsort(key, kind="mergesort")
         nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                           pl_box, pl_bin, pl_x, pl_y, distinct)
+                           pl_box, pl_bin, pl_x, pl_y, distinct, best_bins - 1)
         if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
             best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),
