@@ -424,14 +424,15 @@ def _grow(a, n):
 
 @njit(cache=True)
 def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
-                rnc_mapping, share, dw_chunks, dw_block, restarts, seed, spread):
+                rnc_mapping, share, dw_chunks, dw_block, restarts, seed, spread, prune=True):
     """Budget-independent part of a compile: partitioning into boxes and the no-duplication packing.
 
     Returns the tuple :func:`finish_kernel` takes first: the box table (``layer, group, h, w, active_w,
     row0, col0, seq, blk, class`` as separate arrays), each layer's CSR pointer and ``seq``, the number of
     crossbars of the best packing (``min_crossbars``), its crossbar state (free rectangles, maxima, class,
     boxes per layer) and its placements. Nothing here is modified later, so the tuple can be cached and
-    reused for every budget.
+    reused for every budget. ``prune`` (default) stops an ordering once it needs more crossbars than the best
+    so far; ``prune=False`` packs every ordering to the end (the same result, slower; tests compare them).
     """
     n = rows.shape[0]
     ncls = cls_r.shape[0]
@@ -496,7 +497,7 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
                 key[k] = -1e18 + k
         order = np.argsort(key, kind="mergesort")
         nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                           pl_box, pl_bin, pl_x, pl_y, distinct, best_bins - 1)
+                           pl_box, pl_bin, pl_x, pl_y, distinct, best_bins - 1 if prune else nb + 1)
         if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
             best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),

@@ -1,4 +1,9 @@
-"""The latency-driven duplication's cached steps equal the full recomputation they replace.
+"""The compiler's fast paths equal the exhaustive computations they replace.
+
+Packing: an ordering stops once it needs more crossbars than the best so far; ``base_kernel(..., prune=False)``
+packs every ordering to the end and must keep the same packing.
+
+Duplication: the latency-driven duplication's cached steps equal the full recomputation.
 
 ``finish_kernel`` keeps each layer's stage time and next-step values (:func:`_step_values`) and updates only the
 duplicated layer; the reference is the full recomputation (:func:`_critical_path` + :func:`_next_copy`), which
@@ -10,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torchvision
 
+from rnc.simulator import HardwareConfig, trace_workload
+from rnc.simulator import compiler as C  # noqa: N812
 from rnc.simulator import kernels as K  # noqa: N812
 
 
@@ -65,3 +73,24 @@ def test_cached_steps_choose_the_same_layers_as_the_full_recomputation(seed: int
         K._step_values(best, copies, positions, unit_ns, cost, per_copy, gain, ratio)
         steps += 1
     assert steps > 0
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_1", "mobilenet_v3_small"])
+def test_pruned_packing_keeps_the_plan_of_packing_every_ordering_to_the_end(name: str) -> None:
+    """An ordering stops once it needs more crossbars than the best so far; every ordering packed to the end
+    (``prune=False``) keeps the same packing, for RNC's mapping (with random restarts) and spread candidates."""
+
+    w = trace_workload(getattr(torchvision.models, name)(num_classes=10), (3, 64, 64), name=name)
+    hw = HardwareConfig.preset("rnc")
+    a = C.workload_arrays(w)
+    xr, xc, cls, cls_r, cls_c = C.crossbar_classes(w, hw)
+    mappings = [(C.depthwise_arrays(w, "channel-serial", 1), False, 4)]
+    mappings += [(C.depthwise_spread(w, xr, 1 << 20, chunks), True, 0) for chunks in (16, 64)]
+    for (chunks, blk), spread, restarts in mappings:
+        args = (a["rows"], a["cols_per_group"], a["groups"], a["in_channels"], xr, xc, cls, cls_r, cls_c,
+                np.int64(hw.slices_per_weight), True, True, chunks, blk, np.int64(restarts), np.int64(7), spread)
+        fast = K.base_kernel(*args)
+        full = K.base_kernel(*args, False)
+        assert len(fast) == len(full)
+        for x, y in zip(fast, full, strict=True):
+            np.testing.assert_array_equal(x, y)
