@@ -327,11 +327,16 @@ def _choose_depthwise(workload, hw, opts, params, classes, min_crossbars, best):
     policy = POLICY_BALANCE if opts.duplication == "balance" else POLICY_LATENCY
     fixed_orders = replace(opts, restarts=0)  # candidates are packed with the four fixed orderings only
     best_score = plan_score(best[0], opts.min_gain)
+    seen: set[tuple[bytes, bytes]] = set()  # spreads capped at a layer's channels give the same mapping: one try
     for spread in DEPTHWISE_SPREADS:
         chunks = max(1, round(spread * min_crossbars), opts.depthwise_split)
         for block in DEPTHWISE_BLOCKS:
-            base = base_plan(workload, hw, fixed_orders, classes,
-                             depthwise_spread(workload, classes[0], block, chunks), spread=True)
+            dw = depthwise_spread(workload, classes[0], block, chunks)
+            key = (dw[0].tobytes(), dw[1].tobytes())
+            if key in seen:  # the same plan again: its score is not below the best any more
+                continue
+            seen.add(key)
+            base = base_plan(workload, hw, fixed_orders, classes, dw, spread=True)
             if int(base[12]) > opts.budget:
                 continue
             out = _finish(workload, base, opts, params, classes, min_crossbars, policy)

@@ -360,8 +360,11 @@ def _open(free, nfree, maxw, maxh, bcls, b, cls, cls_r, cls_c):
 
 @njit(cache=True)
 def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-               pl_box, pl_bin, pl_x, pl_y, distinct):
+               pl_box, pl_bin, pl_x, pl_y, distinct, limit):
     """Place copy 0 of every box in ``order``; full-size boxes (or all boxes when not ``share``) alone.
+
+    Stops when a box needs crossbar ``limit + 1`` (the packing can no longer use ``limit`` or fewer) and returns
+    ``limit + 1``; the state then holds a partial packing over ``limit`` crossbars.
 
     Boxes of a layer with ``distinct[layer]`` never share a crossbar with each other (a new crossbar is opened
     instead); other layers' boxes avoid crossbars holding their layer but share one when nothing else fits."""
@@ -377,6 +380,8 @@ def _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scra
         if share and not full:
             b, x, y = _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, distinct[layer], False)
         if b < 0:
+            if nopen >= limit:  # one more crossbar: more than ``limit``, it cannot win
+                return nopen + 1
             b = nopen
             nopen += 1
             _open(free, nfree, maxw, maxh, bcls, b, c, cls_r, cls_c)
@@ -419,14 +424,15 @@ def _grow(a, n):
 
 @njit(cache=True)
 def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cls_r, cls_c, slices,
-                rnc_mapping, share, dw_chunks, dw_block, restarts, seed, spread):
+                rnc_mapping, share, dw_chunks, dw_block, restarts, seed, spread, prune=True):
     """Budget-independent part of a compile: partitioning into boxes and the no-duplication packing.
 
     Returns the tuple :func:`finish_kernel` takes first: the box table (``layer, group, h, w, active_w,
     row0, col0, seq, blk, class`` as separate arrays), each layer's CSR pointer and ``seq``, the number of
     crossbars of the best packing (``min_crossbars``), its crossbar state (free rectangles, maxima, class,
     boxes per layer) and its placements. Nothing here is modified later, so the tuple can be cached and
-    reused for every budget.
+    reused for every budget. ``prune`` (default) stops an ordering once it needs more crossbars than the best
+    so far; ``prune=False`` packs every ordering to the end (the same result, slower; tests compare them).
     """
     n = rows.shape[0]
     ncls = cls_r.shape[0]
@@ -491,7 +497,7 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
                 key[k] = -1e18 + k
         order = np.argsort(key, kind="mergesort")
         nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                           pl_box, pl_bin, pl_x, pl_y, distinct)
+                           pl_box, pl_bin, pl_x, pl_y, distinct, best_bins - 1 if prune else nb + 1)
         if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
             best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),
@@ -528,6 +534,61 @@ def _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish
             if stage[p] + tail[layer] > tail[p]:
                 tail[p] = stage[p] + tail[layer]
     return latency
+
+
+@njit(cache=True)
+def _longest_path(stage, pred_ptr, pred_idx, finish, tail):
+    """:func:`_critical_path` with the stage times already in ``stage`` (the duplication loop keeps them up to
+    date layer by layer instead of recomputing every stage at every step; same floats, same result)."""
+    n = stage.shape[0]
+    latency = 0.0
+    for layer in range(n):
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            if finish[pred_idx[q]] > start:
+                start = finish[pred_idx[q]]
+        finish[layer] = start + stage[layer]
+        if finish[layer] > latency:
+            latency = finish[layer]
+        tail[layer] = stage[layer]
+    for layer in range(n - 1, -1, -1):
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            p = pred_idx[q]
+            if stage[p] + tail[layer] > tail[p]:
+                tail[p] = stage[p] + tail[layer]
+    return latency
+
+
+@njit(cache=True)
+def _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio):
+    """The next step of ``layer`` as :func:`_next_copy` computes it: its ``per_copy`` positions, the ``gain`` in
+    ns of its next copies and the gain per cell ``ratio`` (cached per layer; only the duplicated layer changes)."""
+    pc = _ceil_div(positions[layer], copies[layer])
+    per_copy[layer] = pc
+    if pc <= 1:
+        return
+    target = _ceil_div(positions[layer], pc - 1)
+    gain[layer] = (pc - _ceil_div(positions[layer], target)) * unit_ns[layer]
+    ratio[layer] = gain[layer] / ((target - copies[layer]) * cost[layer])
+
+
+@njit(cache=True)
+def _next_copy_cached(per_copy, gain, ratio, saturated, stage, finish, tail, latency_est, min_gain):
+    """:func:`_next_copy` on the cached per-layer values of :func:`_step_values` (same order, same result)."""
+    best = -1
+    best_ratio = 0.0
+    for layer in range(per_copy.shape[0]):
+        if saturated[layer] or finish[layer] - stage[layer] + tail[layer] < latency_est * (1.0 - 1e-12):
+            continue
+        if per_copy[layer] <= 1:
+            saturated[layer] = True
+            continue
+        if gain[layer] < min_gain * latency_est:
+            continue
+        if ratio[layer] > best_ratio:
+            best_ratio = ratio[layer]
+            best = layer
+    return best
 
 
 @njit(cache=True)
@@ -740,10 +801,16 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         break
         else:  # latency: critical-path copies with the stop rule
             fill_only = False  # second phase: copies that fit on open crossbars, whatever their gain
+            per_copy = np.zeros(n, np.int64)
+            gain = np.zeros(n, np.float64)
+            ratio = np.zeros(n, np.float64)
+            for layer in range(n):
+                stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
             while True:
-                latency_est = _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish, tail)
-                best = _next_copy(copies, positions, unit_ns, cost, saturated, stage, finish, tail, latency_est,
-                                  0.0 if fill_only else min_gain)
+                latency_est = _longest_path(stage, pred_ptr, pred_idx, finish, tail)
+                best = _next_copy_cached(per_copy, gain, ratio, saturated, stage, finish, tail, latency_est,
+                                         0.0 if fill_only else min_gain)
                 if best < 0:
                     if fill_only or min_gain <= 0.0:
                         break
@@ -774,6 +841,8 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         saturated[layer] = True
                         break
                     copies[layer] += 1
+                stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
+                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
 
     # ---- PPA ------------------------------------------------------------------------------------------
     nbins = nopen
