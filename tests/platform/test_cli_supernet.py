@@ -67,7 +67,7 @@ def test_supernet_eval_with_hardware_and_json_genome(trained):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert isinstance(data["hw_accuracy"], float) and data["hw_accuracy"] >= CHANCE_X3  # smallest-like subnet on rnc crossbars
+    assert isinstance(data["hw_accuracy"], float) and data["hw_accuracy"] >= CHANCE_X3  # all-zeros subnet, on rnc
 
 
 def test_supernet_eval_text_output(trained):
