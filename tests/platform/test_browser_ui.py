@@ -9,8 +9,10 @@ artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -106,20 +108,36 @@ def mlflow_ui(launch):
     server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600  # a loaded 2-core machine takes minutes to start it
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        assert server.poll() is None, "mlflow ui exited"
-        assert time.monotonic() < deadline, "mlflow ui did not answer within 600 s"
-        time.sleep(0.5)
-    yield base
-    server.terminate()
-    server.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 600  # a loaded 2-core machine takes minutes to start it
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, "mlflow ui exited"
+            assert time.monotonic() < deadline, "mlflow ui did not answer within 600 s"
+            time.sleep(0.5)
+        yield base
+    finally:
+        _stop_group(server)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and everything it started (``mlflow ui`` runs uvicorn, a job runner and huey consumers in its
+    session): SIGTERM to the process group, SIGKILL after 30 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class Browser:
@@ -144,11 +162,7 @@ class Browser:
             assert time.monotonic() < deadline, "chromium did not start within 120 s"
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        _stop_group(self.proc)
 
     def _run(self, steps) -> object:
         """Run ``steps(call)`` against the first page over one DevTools websocket; ``call(method, **params)``."""
