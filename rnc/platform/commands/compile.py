@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,10 +72,13 @@ def load_model(spec: str):
     if module_spec is None or module_spec.loader is None:
         raise ModelSpecError(f"model {spec!r}: cannot import {str(path)!r}")
     module = importlib.util.module_from_spec(module_spec)
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # leave no __pycache__ beside the user's file
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         raise ModelSpecError(f"model {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.dont_write_bytecode = dont_write
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ModelSpecError(f"model {spec!r}: {str(path)!r} defines no callable {factory_name!r}")
