@@ -450,7 +450,10 @@ def _run_launch(
             records: list[Candidate] = []
             errors, unfinished = [], []
             for result in results:
-                point = result.config["trial"]  # tuning.tune_point
+                point = (result.config or {}).get("trial")  # tuning.tune_point
+                if point is None:  # a trial that never reported (Ctrl-C before its first result): resumable
+                    unfinished.append(Path(result.path).name if result.path else "a trial that never started")
+                    continue
                 key = point["key"]
                 if result.error is not None:
                     errors.append(f"{key}: {result.error}")

@@ -59,7 +59,10 @@ def test_unsupported_layer_names_the_module():
 
 def test_input_shape_errors():
     assert parse_input_shape("3x64x64") == (3, 64, 64)
-    with pytest.raises(WorkloadError, match="CxHxW"):
+    assert parse_input_shape("5x16") == (5, 16)  # a token sequence or a Conv1d signal: the model decides
+    with pytest.raises(WorkloadError, match="joined by 'x'"):
         parse_input_shape("3 by 64")
+    with pytest.raises(WorkloadError, match="at most 4"):
+        parse_input_shape("1x1x3x64x64")
     with pytest.raises(WorkloadError, match="positive"):
         parse_input_shape("3x0x64")
