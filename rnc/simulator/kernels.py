@@ -516,24 +516,9 @@ def _critical_path(copies, positions, unit_ns, pred_ptr, pred_idx, stage, finish
     Fills ``stage`` (``ceil(positions / copies) x unit_ns``), ``finish`` (earliest finish: the latest
     predecessor's finish + own stage) and ``tail`` (own stage + the longest path after it); a layer is on a
     critical path when ``finish - stage + tail`` equals the returned length."""
-    n = copies.shape[0]
-    latency = 0.0
-    for layer in range(n):
+    for layer in range(copies.shape[0]):
         stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
-        start = 0.0
-        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
-            if finish[pred_idx[q]] > start:
-                start = finish[pred_idx[q]]
-        finish[layer] = start + stage[layer]
-        if finish[layer] > latency:
-            latency = finish[layer]
-        tail[layer] = stage[layer]
-    for layer in range(n - 1, -1, -1):
-        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
-            p = pred_idx[q]
-            if stage[p] + tail[layer] > tail[p]:
-                tail[p] = stage[p] + tail[layer]
-    return latency
+    return _longest_path(stage, pred_ptr, pred_idx, finish, tail)
 
 
 @njit(cache=True)

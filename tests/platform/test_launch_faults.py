@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -31,24 +30,6 @@ from rnc.platform.preflight import lock_path
 EVALUATIONS, BATCH = 12, 4
 SEARCHERS = ("nsga2", "random")
 BUDGETS = (64, 128)
-
-
-def _config(root: Path, name: str) -> Path:
-    data = {
-        "name": name,
-        "seed": 5,
-        "space": {"name": "mbv3", "options": {"resolution": 32}},
-        "hardware": {"preset": "rnc", "budgets": list(BUDGETS)},
-        "searchers": [{"name": s} for s in SEARCHERS],
-        "objectives": [{"name": "latency"}, {"name": "energy"}],
-        "search": {"evaluations": EVALUATIONS, "batch_size": BATCH, "reference_samples": 8},
-        "pools": {"simulators": 1, "max_concurrent_trials": 1},
-        "storage_path": str(root / "ray"),
-        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-    }
-    path = root / "exp.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def _dominates(a, b) -> bool:
@@ -92,9 +73,15 @@ def audit_store(uri: str, experiment: str) -> dict[str, object]:
     }
 
 
-def test_second_launch_into_the_same_storage_is_refused(tmp_path: Path, monkeypatch) -> None:
+def _config(write, root: Path, name: str) -> Path:
+    return write(root, name=name, seed=5, evaluations=EVALUATIONS, batch_size=BATCH, searchers=SEARCHERS,
+                 budgets=BUDGETS)
+
+
+def test_second_launch_into_the_same_storage_is_refused(tmp_path: Path, monkeypatch,
+                                                        simulator_launch_config) -> None:
     """No Ray needed: the lock is taken after preflight and before anything starts."""
-    config = _config(tmp_path, "locked")
+    config = _config(simulator_launch_config, tmp_path, "locked")
     cfg = ExperimentConfig.from_yaml(config)
     lock = lock_path(Path(cfg.storage_path), cfg.name)
     lock.parent.mkdir(parents=True)
@@ -118,8 +105,8 @@ def test_second_launch_into_the_same_storage_is_refused(tmp_path: Path, monkeypa
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_sigint_kills_the_runs_and_resume_completes(tmp_path: Path) -> None:
-    config = _config(tmp_path, "interrupted")
+def test_sigint_kills_the_runs_and_resume_completes(tmp_path: Path, simulator_launch_config) -> None:
+    config = _config(simulator_launch_config, tmp_path, "interrupted")
     storage = tmp_path / "ray" / "interrupted"
     env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(

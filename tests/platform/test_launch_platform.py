@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import ray
-import yaml
 from mlflow import MlflowClient
 
 from rnc.platform.config import ExperimentConfig
@@ -30,24 +29,6 @@ SEARCHERS = ("nsga2", "random")
 BUDGETS = (64, 128)
 
 
-def _config(root: Path) -> Path:
-    data = {
-        "name": "test-launch",
-        "seed": 3,
-        "space": {"name": "mbv3", "options": {"resolution": 32}},
-        "hardware": {"preset": "rnc", "budgets": list(BUDGETS)},
-        "searchers": [{"name": s} for s in SEARCHERS],
-        "objectives": [{"name": "latency"}, {"name": "energy"}],
-        "search": {"evaluations": EVALUATIONS, "batch_size": BATCH, "reference_samples": 8},
-        "pools": {"simulators": 1, "max_concurrent_trials": 1},
-        "storage_path": str(root / "ray"),
-        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-    }
-    path = root / "exp.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.fixture(scope="module")
 def ray_local():
     ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
@@ -56,9 +37,10 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, simulator_launch_config) -> Path:
     root = tmp_path_factory.mktemp("launch")
-    _config(root)
+    simulator_launch_config(root, name="test-launch", seed=3, evaluations=EVALUATIONS, batch_size=BATCH,
+                            searchers=SEARCHERS, budgets=BUDGETS)
     return root
 
 
