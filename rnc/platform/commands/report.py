@@ -38,7 +38,6 @@ def register(app: typer.Typer) -> None:
         launch_id = launch.data.tags.get("rnc.launch_id", launch.info.run_id)
         folder = out or Path("rnc-runs") / f"report-{launch_id}"
         check_writable_dir(folder, "--out")
-        plots = plot_fronts(df, objectives)
         console.print(
             f"[bold]launch[/] {launch_id} (run {launch.info.run_id}, {launch.info.status}): {len(df)} candidates, "
             f"{int(df.feasible.sum())} feasible, budgets {sorted(int(b) for b in df.budget.unique())}"
@@ -55,7 +54,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"mapping plan of {plan} written to {path} and attached to its MLflow run as plan.json")
             return
         print_fronts(df, objectives, console, max_rows=max_rows)
-        for rel, content in plots.items():
+        for rel, content in plot_fronts(df, objectives).items():
             path = folder / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
