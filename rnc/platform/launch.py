@@ -24,8 +24,11 @@ import json
 import math
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -443,7 +446,7 @@ def _run_launch(
                     sink_name=launch_id,
                 )
             tune_started = time.monotonic()
-            results = _fit_with_progress(tuner, config, launch_id, console, show_progress, PROGRESS_SINKS)
+            results, interrupted = _fit_with_progress(tuner, config, launch_id, console, show_progress, PROGRESS_SINKS)
             tune_ended = time.monotonic()
             timer.lap("tune_fit_s")
             tune_s = time.perf_counter() - t_tune
@@ -470,8 +473,8 @@ def _run_launch(
                 # every checkpointed candidate (it skips the ones MLflow already has)
                 tracker.start_trial(key, point["searcher"], point["budget"], point["params"])
                 tracker.log_candidates(key, trial_records)
-            if unfinished and not errors:  # Tune stops gracefully on SIGINT and returns what it has
-                raise LaunchInterrupted(launch_id, unfinished)
+            if (unfinished or interrupted) and not errors:  # Tune stops gracefully on SIGINT, returns what it has
+                raise LaunchInterrupted(launch_id, unfinished or ["none (stopped before the fronts)"])
             if errors:
                 raise LaunchError(
                     "trials failed:\n  " + "\n  ".join(errors) + f"\nfix the cause, then resume with --resume "
@@ -538,7 +541,8 @@ def _run_launch(
 
 def _fit_with_progress(
     tuner: Any, config: ExperimentConfig, launch_id: str, console: Console, show: bool, sinks: dict[str, Any]
-) -> Any:
+) -> tuple[Any, bool]:
+    """Run the Tuner with a progress display; returns its ResultGrid and whether Ctrl-C (SIGINT) arrived."""
     total = config.search.evaluations
     progress = Progress(
         TextColumn("{task.description}"),
@@ -571,10 +575,40 @@ def _fit_with_progress(
 
     sinks[launch_id] = sink
     try:
-        with progress:
-            return tuner.fit()
+        with progress, _sigint_watch() as received:
+            results = tuner.fit()
     finally:
         sinks.pop(launch_id, None)
+    # Tune's own SIGINT handler stops the run gracefully and returns normally; when every trial had already
+    # reported its last generation, nothing in the results says the user pressed Ctrl-C, and the launch would go
+    # on to fronts and artifacts and exit 0
+    return results, signal.SIGINT in received
+
+
+@contextlib.contextmanager
+def _sigint_watch() -> Iterator[list[int]]:
+    """Record the signals delivered while the block runs, whichever Python handler takes them.
+
+    Ray Tune installs its own SIGINT handler inside ``Tuner.fit`` and keeps the flag it sets to itself, so the
+    launch listens through :func:`signal.set_wakeup_fd` (CPython writes each handled signal's number to that
+    socket, independent of the handler): the yielded list holds the signal numbers once the block ends.
+    Outside the main thread (where signals cannot be watched) it yields an empty list."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            received.extend(reader.recv(4096))
+        reader.close()
+        writer.close()
 
 
 def ensure_supernet_remote(
