@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rnc.search.splits import DatasetSplits
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -313,12 +315,10 @@ def cifar10_splits(
     cache_dir: Path | None = None,
     download: bool = False,
 ):
-    """CIFAR-10 as :class:`~rnc.search.datasets.DatasetSplits` (train augmented, calib and test plain).
+    """CIFAR-10 as :class:`~rnc.search.splits.DatasetSplits` (train augmented, calib and test plain).
 
     Input shape (3, ``image_size``, ``image_size``), default 32; 10 classes.
     """
-    from rnc.search.datasets import DatasetSplits
-
     size = int(image_size or NATIVE_SIZE)
     resolved, decoded = load_cifar10_tensors(
         root, data_format=data_format, per_class=per_class, test_per_class=test_per_class, seed=seed,

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
 from rnc.errors import UserError
+from rnc.search.splits import DatasetSplits
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,29 +50,6 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 class DatasetError(UserError, ValueError):
     """A dataset that cannot be loaded; the message says where it looked and how to get the data."""
-
-
-@dataclass
-class DatasetSplits:
-    """The three splits of one dataset, with what a search space needs to know about it."""
-
-    train: Dataset
-    calib: Dataset
-    test: Dataset
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    name: str = ""
-    config: dict[str, Any] = field(default_factory=dict)  # what determines the splits (for checkpoint keys)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            **self.config,
-            "num_classes": self.num_classes,
-            "input_shape": list(self.input_shape),
-            "train_size": len(self.train),
-            "calib_size": len(self.calib),
-            "test_size": len(self.test),
-        }
 
 
 def default_root() -> Path:

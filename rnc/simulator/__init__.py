@@ -16,9 +16,8 @@ _EXPORTS = {
         "HardwareConfig", "HardwareConfigError", "NonIdealities",
     ),
     "rnc.simulator.ppa": ("Rollup", "rollup"),
-    "rnc.simulator.workload": (
-        "DigitalOp", "Layer", "Workload", "WorkloadError", "parse_input_shape", "trace_workload",
-    ),
+    "rnc.simulator.tracing": ("trace_workload",),
+    "rnc.simulator.workload": ("DigitalOp", "Layer", "Workload", "WorkloadError", "parse_input_shape"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -36,7 +35,8 @@ if TYPE_CHECKING:
         NonIdealities,
     )
     from rnc.simulator.ppa import Rollup, rollup
-    from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape, trace_workload
+    from rnc.simulator.tracing import trace_workload
+    from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape
 
 
 def __getattr__(name: str) -> Any:

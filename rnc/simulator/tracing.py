@@ -32,7 +32,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError
+from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape
 
 # ops per element of the digital unit's non-matrix work (our convention; see docs/simulator.md):
 SOFTMAX_OPS_PER_ELEMENT = 5  # max, subtract, exp, sum, divide
@@ -510,3 +510,42 @@ def _record_once(model: nn.Module, shape, label: str, shared: str, device: str |
     layers = tuple(Layer(**{**r.layer.__dict__, "preds": tuple(sorted(r.preds)), "uses": r.uses,
                              "shared_positions": r.shared_positions}) for r in recorder.layers)
     return Workload(label, shape, layers, tuple(sorted(outputs)), tuple(recorder.digital))
+
+
+def trace_workload(model, input_shape: str | Sequence[int], *, name: str | None = None,
+                   shared: str = "serialize") -> Workload:
+    """The crossbar workload of ``model`` for one input of ``input_shape`` (``(C, H, W)``, no batch).
+
+    Runs one forward pass (on the ``meta`` device where possible, else on zeros) and records every weight
+    layer, its dataflow predecessors and the digital unit's work; see :mod:`rnc.simulator.tracing` for what
+    goes where. Layers are named by their module's qualified name (attention projections
+    ``<module>.in_proj`` / ``<module>.out_proj``). ``shared``: ``"serialize"`` (a weight used twice is stored
+    once, its uses serialize on its crossbars) or ``"duplicate"`` (each further use ``name@k`` gets its own).
+
+    Raises:
+        WorkloadError: not a module, a bad shape, a forward pass that fails, or a parameter that cannot be
+            mapped (the message names the module, its class and the reason).
+    """
+    shape = parse_input_shape(input_shape)
+    if not isinstance(model, nn.Module):
+        raise WorkloadError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    label = name or type(model).__name__
+    refused = _refused()
+    for mod_name, module in model.named_modules():
+        reason = next((why for cls, why in refused.items() if isinstance(module, cls)), None)
+        if reason is not None:
+            raise WorkloadError(f"module {mod_name or label!r} ({type(module).__name__}): {reason}")
+    was_training = model.training
+    model.eval()
+    try:
+        return run_and_record(model, shape, label, shared)
+    finally:
+        model.train(was_training)
+
+
+def _refused() -> dict[type, str]:
+    recurrent = ("recurrent layers feed their output back through their weights at every time step; this "
+                 "workload has no time axis, so they are refused")
+    lookup = "an embedding is a table lookup, not a matrix-vector product; it cannot run on crossbars"
+    return {nn.RNN: recurrent, nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNNCell: recurrent,
+            nn.LSTMCell: recurrent, nn.GRUCell: recurrent, nn.Embedding: lookup, nn.EmbeddingBag: lookup}

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn as nn
 
-from rnc.simulator.workload import Workload, WorkloadError, trace_workload
+from rnc.simulator.tracing import trace_workload
+from rnc.simulator.workload import Workload, WorkloadError
 
 DEFAULT_INPUT = (3, 224, 224)
 
