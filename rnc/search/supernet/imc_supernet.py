@@ -20,13 +20,14 @@ Module names inside a stage's candidate are those of the standalone block, so ``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from rnc.search.spaces.imc_blocks import ImcBlocksSpace, ImcNet, PlainBlock, ResBlock, make_block
+from rnc.search.spaces.imc_net import ImcNet, PlainBlock, ResBlock, make_block
 from rnc.search.supernet.elastic import (
     ElasticBatchNorm2d,
     ElasticConv2d,
@@ -34,6 +35,9 @@ from rnc.search.supernet.elastic import (
     fold_batchnorm,
     load_active_weights,
 )
+
+if TYPE_CHECKING:  # the type only: the space imports this module when it builds its supernet
+    from rnc.search.spaces.imc_blocks import ImcBlocksSpace
 
 
 def _elastic_conv(cin: int, cout: int, kernel: int, stride: int) -> ElasticConv2d:

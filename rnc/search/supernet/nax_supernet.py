@@ -14,13 +14,17 @@ Module names are those of :class:`~rnc.search.spaces.nax.NaxResNet`, so ``extrac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from rnc.search.spaces.nax import NaxResNet, NaxSpace
+from rnc.search.spaces.nax_net import NaxResNet
 from rnc.search.supernet.elastic import ElasticConv2d
+
+if TYPE_CHECKING:  # the type only: the space imports this module when it builds its supernet
+    from rnc.search.spaces.nax import NaxSpace
 
 
 class NaxSupernet(NaxResNet):
