@@ -62,7 +62,8 @@ def test_puma_peak_with_100_ns_steps_by_hand(puma):
     "known gap, not tuned: 2 ops per crossbar MAC over 16 steps of max(100 ns read, 128 columns at 1 "
     "conversion/ns) = 2,048 ns gives 35.3 TOPS; GOPS/s/mm2 383 vs 577 and GOPS/s/W 555 vs 837 (34% low) while "
     "node power and area match within 2%. No timing in the PUMA sources reaches the abstract: 100 ns steps "
-    "45.2 TOPS (-15%), the simulator wiki's 2,304-cycle MVM 31.4 TOPS (-40%); a third-party table (Nat. "
+    "45.2 TOPS (-15%), the simulator's (16 + 2) x 100 ns MVM 40.2 TOPS (-23%), its wiki's 2,304-cycle MVM "
+    "31.4 TOPS (-40%); a third-party table (Nat. "
     "Commun. 2024, doi:10.1038/s41467-024-45670-9, Table 3) lists PUMA at 26.2 TOPS, 0.29 TOPS/mm2, "
     "0.42 TOPS/W, half the abstract's figures. The paper's op count is not recoverable from its text."))
 def test_puma_peak_efficiency_matches_the_abstract(puma):
