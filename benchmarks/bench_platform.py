@@ -9,15 +9,18 @@ and stopped by the launch, a SQLite MLflow store in a temporary folder. Measured
   the first trial's function runs), the trials' loops (first trial start to last trial end) and Tune's stop;
 - compile: the simulator actors' compile time (``SimulatorService.stats()["compile_s"]``) / actors (they compile
   in parallel), and the share of the wall time outside compiling (``1 - compile / wall``);
-- Numba's on-disk cache cold (an empty ``NUMBA_CACHE_DIR``: a fresh clone's first launch) and warm (the same
-  folder again), with the simulator actor's JIT warm-up time;
+- cold: a fresh clone's first launch (an empty ``NUMBA_CACHE_DIR``, a new MLflow store); warm: the next launch in
+  the same folder (Numba's on-disk cache filled, the MLflow store there); cluster: a warm launch into a Ray instance
+  already running in the process (started before the clock starts, as a cluster started beforehand would be), so
+  Ray's own start and stop are not part of the launch; with the simulator actor's JIT warm-up time;
 - MLflow cost per candidate (the tracking actor's write time / candidates written);
 - driver memory: the driver's RSS sampled every 0.25 s during the Tune phase (first, last and peak sample).
 
 Several source trees (``--code``, each put first on ``PYTHONPATH`` of its launches; default: this checkout) run
 side by side, alternating, so a noisy machine affects them alike.
 
-    python benchmarks/bench_platform.py [--candidates 1000] [--simulators 1] [--cache cold warm] [--code DIR ...]
+    python benchmarks/bench_platform.py [--candidates 1000] [--simulators 1] [--cache cold warm cluster]
+        [--code DIR ...]
 """
 
 from __future__ import annotations
@@ -66,6 +69,13 @@ class RssSampler(threading.Thread):
 
 def child(args: argparse.Namespace) -> None:
     """One launch in this process; prints one JSON line."""
+    ray_preinit_s = None
+    if args.cache == "cluster":  # Ray up before the clock starts; the launch uses it and leaves it running
+        import ray
+
+        t_ray = time.perf_counter()
+        ray.init(num_cpus=max(2, args.simulators + 1), include_dashboard=False, configure_logging=False)
+        ray_preinit_s = time.perf_counter() - t_ray
     t0 = time.perf_counter()
     from rich.console import Console
 
@@ -106,6 +116,7 @@ def child(args: argparse.Namespace) -> None:
         "simulators": n_sim,
         "cache": args.cache,
         "candidates": len(result.candidates),
+        "ray_started_before_s": ray_preinit_s,
         "wall_s": wall_s,
         "launch_wall_s": result.wall_s,
         "compile_s": compile_s,
@@ -139,8 +150,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--simulators", type=int, nargs="+", default=[1])
-    parser.add_argument("--cache", nargs="+", default=["cold", "warm"], choices=["cold", "warm"],
-                        help="Numba cache states, in order: cold empties the launch's NUMBA_CACHE_DIR first")
+    parser.add_argument("--cache", nargs="+", default=["cold", "warm", "cluster"], choices=["cold", "warm", "cluster"],
+                        help="states, in order: cold (empty Numba cache, new MLflow store), warm (the next launch in "
+                        "the same folder), cluster (warm, on a Ray cluster started beforehand)")
     parser.add_argument("--code", nargs="+", default=[str(ROOT)], help="source trees to compare side by side")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -170,7 +182,7 @@ def _run_child(tmp: Path, state: str, n_sim: int, index: int, code: str, candida
         "BENCH_CODE": code,
         "BENCH_CACHE": state,
     }
-    workdir = tmp / f"run-{state}-{n_sim}-{index}"
+    workdir = tmp / f"run-{n_sim}-{index}"  # warm: the next launch in the cold launch's folder
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--workdir", str(workdir),
            "--candidates", str(candidates), "--simulators", str(n_sim)]
     t0 = time.perf_counter()
