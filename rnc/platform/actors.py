@@ -93,9 +93,7 @@ def default_concurrent_trials(resources: dict[str, float], sizes: PoolSizes, n_t
     once costs a worker process (start-up and imports, seconds of CPU) and its share of the free CPUs. Trials
     that start later reuse a finished trial's worker (:func:`rnc.platform.tuning.build_tuner`)."""
     cpus = float(resources.get("CPU", 1))
-    pool_cpus = sizes.simulators * sizes.simulator_cpus
-    if sizes.evaluator_gpus <= 0:
-        pool_cpus += sizes.evaluators * sizes.evaluator_cpus
+    pool_cpus = sizes.simulators * sizes.simulator_cpus + sizes.evaluators * sizes.evaluator_cpus
     return max(1, min(n_trials, max(2, int(cpus - pool_cpus))))
 
 
