@@ -84,6 +84,19 @@ def default_pool_sizes(
     return PoolSizes(simulators, n_eval, simulator_cpus, evaluator_cpus, gpu_share)
 
 
+def default_concurrent_trials(resources: dict[str, float], sizes: PoolSizes, n_trials: int) -> int:
+    """Trials run at once when the config leaves ``pools.max_concurrent_trials`` out: the CPUs the pools leave
+    free, at least two, at most ``n_trials``.
+
+    A trial mostly waits on the pools and splits each batch across all pool actors, so two trials keep the pools
+    busy (one asks, tells and checkpoints while the other's batch is evaluated); every further trial running at
+    once costs a worker process (start-up and imports, seconds of CPU) and its share of the free CPUs. Trials
+    that start later reuse a finished trial's worker (:func:`rnc.platform.tuning.build_tuner`)."""
+    cpus = float(resources.get("CPU", 1))
+    pool_cpus = sizes.simulators * sizes.simulator_cpus + sizes.evaluators * sizes.evaluator_cpus
+    return max(1, min(n_trials, max(2, int(cpus - pool_cpus))))
+
+
 class SimulatorService:
     """Compiles (genome, hardware) pairs of one search space and returns PPA summaries, with a result cache.
 

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -310,7 +311,13 @@ def _run_launch(
     import ray
 
     from rnc.platform import cluster
-    from rnc.platform.actors import ActorPools, default_pool_sizes, local_cpu_count, start_pools
+    from rnc.platform.actors import (
+        ActorPools,
+        default_concurrent_trials,
+        default_pool_sizes,
+        local_cpu_count,
+        start_pools,
+    )
     from rnc.platform.tracking import start_tracking_sink, tracking_actor_name
     from rnc.platform.tuning import (
         PROGRESS_SINKS,
@@ -399,17 +406,23 @@ def _run_launch(
         sink = start_tracking_sink(tracking_uri, config.name, launch_id)
         tracker: TrackingSink = sink
         timer.lap("supernet_s")
-        launch_run_id = tracker.start_launch(launch_id, launch_id, config.to_yaml(), provenance_tags())
-        simulators, evaluators = start_pools(
-            launch_id,
-            sizes,
-            space_name=config.space.name,
-            space_options=dict(config.space.options),
-            strategy=config.search.strategy,
-            warm_hardware=hw_for_budget[config.hardware.budgets[0]],
-            checkpoint_dir=checkpoint_dir,
-            seed=config.seed,
-        )
+        # the tracking actor (MLflow import, store set-up) and the pool actors (imports, JIT warm-up from Numba's
+        # on-disk cache) start side by side: the launch run is created in a thread while the pools warm up
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rnc-start-launch") as background:
+            launch_run = background.submit(
+                lambda: tracker.start_launch(launch_id, launch_id, config.to_yaml(), provenance_tags())
+            )
+            simulators, evaluators = start_pools(
+                launch_id,
+                sizes,
+                space_name=config.space.name,
+                space_options=dict(config.space.options),
+                strategy=config.search.strategy,
+                warm_hardware=hw_for_budget[config.hardware.budgets[0]],
+                checkpoint_dir=checkpoint_dir,
+                seed=config.seed,
+            )
+            launch_run_id = launch_run.result()
         from rnc.platform.actors import evaluator_names, simulator_names
 
         sim_names = simulator_names(launch_id, sizes.simulators)
@@ -442,7 +455,8 @@ def _run_launch(
                     run_name=launch_id,
                     storage_path=str(experiment_dir),
                     trial_cpus=config.pools.trial_cpus,
-                    max_concurrent_trials=config.pools.max_concurrent_trials,
+                    max_concurrent_trials=config.pools.max_concurrent_trials
+                    or default_concurrent_trials(resources, sizes, n_trials),
                     sink_name=launch_id,
                 )
             tune_started = time.monotonic()
@@ -791,7 +805,10 @@ def _finish_tracking(
             "plan": plan,
         }
         best_json.append(entry)
-    files["best_genomes.json"] = json.dumps(best_json, indent=1, default=_json_default).encode()
+    # one front network per line: json's C encoder (an ``indent`` forces the pure-Python one, seconds for the
+    # compiled plans of a few dozen networks)
+    lines = ",\n".join(json.dumps(entry, default=_json_default) for entry in best_json)
+    files["best_genomes.json"] = f"[\n{lines}\n]\n".encode()
     summary = {
         "launch_id": launch_id,
         "objectives": [list(o) for o in objectives],

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnc.platform.actors import _split, default_pool_sizes
+from rnc.platform.actors import PoolSizes, _split, default_concurrent_trials, default_pool_sizes
 from rnc.platform.report import compute_fronts
 from rnc.platform.tuning import hardware_violations, objective_row, trial_key, trial_seed
 
@@ -24,6 +24,21 @@ def test_pool_sizes_from_resources() -> None:
     sim_only = default_pool_sizes({"CPU": 8}, needs_accuracy=False)
     assert (sim_only.simulators, sim_only.evaluators) == (7, 0)
     assert default_pool_sizes({"CPU": 8}, needs_accuracy=False, simulators=3).simulators == 3
+
+
+
+def test_concurrent_trials_default() -> None:
+    # the CPUs the pools leave free, at least two, at most the number of trials (worked out by hand)
+    two_cores = PoolSizes(simulators=1, evaluators=0, simulator_cpus=1.0, evaluator_cpus=1.0, evaluator_gpus=0.0)
+    assert default_concurrent_trials({"CPU": 2}, two_cores, 4) == 2  # 2 - 1 = 1 free -> 2
+    assert default_concurrent_trials({"CPU": 2}, two_cores, 1) == 1  # one trial only
+    cpu_pools = PoolSizes(simulators=11, evaluators=4, simulator_cpus=1.0, evaluator_cpus=1.0, evaluator_gpus=0.0)
+    assert default_concurrent_trials({"CPU": 16}, cpu_pools, 8) == 2  # 16 - 11 - 4 = 1 free -> 2
+    few_sims = PoolSizes(simulators=2, evaluators=0, simulator_cpus=2.0, evaluator_cpus=1.0, evaluator_gpus=0.0)
+    assert default_concurrent_trials({"CPU": 16}, few_sims, 8) == 8  # 16 - 4 = 12 free, 8 trials
+    assert default_concurrent_trials({"CPU": 16}, few_sims, 20) == 12
+    gpu_evals = PoolSizes(simulators=10, evaluators=2, simulator_cpus=1.0, evaluator_cpus=1.0, evaluator_gpus=1.0)
+    assert default_concurrent_trials({"CPU": 16, "GPU": 2}, gpu_evals, 8) == 4  # 16 - 10 - 2 = 4 free
 
 
 def test_hardware_violations() -> None:
