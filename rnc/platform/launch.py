@@ -41,7 +41,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rnc.errors import UserError
+from rnc.errors import TrackingError, UserError
 from rnc.platform.config import ExperimentConfig, absolute_path, absolute_tracking_uri, searcher_options
 from rnc.platform.local_ray import forget_local_ray, record_local_ray, session_record_path, stop_leftovers
 from rnc.platform.metrics import ACCURACY_OBJECTIVES, simulator_metrics
@@ -310,6 +310,8 @@ def run_launch(
             )
         try:
             return _run_launch(config, resume=resume, **options)
+        except TrackingError as exc:  # a tracking server that stayed silent past the wait (tracking_outage)
+            raise ResumableLaunchError(str(exc)) from exc
         except Exception as exc:
             fault = storage_fault(checked.storage_path, exc)  # a disk that filled up during the launch
             if fault is None:

@@ -6,7 +6,13 @@ non-dominated sort of the tracked metrics.
 
 - a second launch into the same storage while one runs: refused at once (exit 2), nothing written;
 - Ctrl-C (SIGINT to the launch's process group, as a terminal sends it): exit 130, the launch and its trials
-  KILLED, no final artifacts, the ``--resume`` command printed; the resume then completes the launch.
+  KILLED, no final artifacts, the ``--resume`` command printed; the resume then completes the launch;
+- the MLflow tracking server (a real ``mlflow server`` on a free port) killed mid-launch and started again: the
+  launch says once that it waits, then that the server answers again, and finishes;
+- SIGKILL of the driver alone (as the OOM killer does): the resume stops the Ray processes the dead driver left
+  and completes the launch;
+- SIGKILL of a SupernetEvaluator's worker mid-launch (the accuracy path): the actor is restarted, says so, and
+  the launch finishes.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -209,3 +219,128 @@ def test_sigint_taken_by_another_handler_is_still_seen() -> None:
     assert swallowed == [signal.SIGINT]
     assert signal.SIGINT in received
     assert quiet == []
+
+
+# -- helpers of the launch-level faults ---------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _until(condition, what: str, timeout_s: float, proc: subprocess.Popen | None = None, lines=None) -> None:
+    """Wait for ``condition()`` (polled), failing after ``timeout_s`` or when ``proc`` ends first."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the launch ended (exit {proc.returncode}) before {what}: {''.join(lines or [])[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}: {''.join(lines or [])[-3000:]}")
+        time.sleep(0.1)
+
+
+class _Launch:
+    """``rnc-platform launch`` in a subprocess of its own session; stderr collected line by line."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rnc.platform.cli", "launch", str(config), *args], cwd=config.parent,
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stderr.readline, "")))
+        self.reader.start()
+
+    def saw(self, phrase: str) -> bool:
+        return any(phrase in line for line in list(self.lines))
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            self.proc.wait(timeout=timeout_s)
+        finally:
+            self.close()
+        self.reader.join(timeout=30)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def _checkpointed(storage: Path, at_least: int = 1):
+    def check() -> bool:
+        record = storage / "latest.json"
+        if not record.is_file():
+            return False
+        launch_id = json.loads(record.read_text())["launch_id"]
+        return len(list((storage / launch_id).glob("*/checkpoint_*"))) >= at_least
+    return check
+
+
+def _assert_whole(audit: dict[str, object], asked: int) -> None:
+    assert audit["tracked"] == asked, audit
+    assert audit["duplicates"] == 0 and audit["running"] == [] and audit["hollow"] == [], audit
+    assert audit["wrong_tags"] == [] and audit["launch_status"] == ["FINISHED"], audit
+
+
+class _MlflowServer:
+    """A real ``mlflow server`` (SQLite backend, artifacts proxied) that can be killed and started again."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port, self.proc = root, port, None
+        self.uri = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        log = open(self.root / "mlflow-server.log", "a")  # noqa: SIM115 -- the server's, closed with it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", str(self.root / "server-artifacts"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1"],
+            cwd=self.root, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
+        log.close()
+        _until(self._healthy, "the MLflow server to answer", 240)
+
+    def _healthy(self) -> bool:
+        assert self.proc.poll() is None, (self.root / "mlflow-server.log").read_text()[-3000:]
+        try:
+            return requests.get(f"{self.uri}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a crash: the server and its workers
+            self.proc.wait()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_tracking_server_killed_and_restarted_mid_launch(tmp_path: Path, simulator_launch_config) -> None:
+    server = _MlflowServer(tmp_path, _free_port())
+    config = _config(simulator_launch_config, tmp_path, "outage")
+    data = yaml.safe_load(config.read_text())
+    data.update(tracking_uri=server.uri, searchers=[{"name": "random"}, {"name": "nsga2"}], hardware={
+        "preset": "rnc", "budgets": [64]})
+    config.write_text(yaml.safe_dump(data))
+    server.start()
+    launch = None
+    try:
+        launch = _Launch(config, env={"RNC_TRACKING_WAIT_S": "300"})
+        _until(_checkpointed(tmp_path / "ray" / "outage"), "a first checkpoint", 300, launch.proc, launch.lines)
+        server.kill()
+        _until(lambda: launch.saw("not answering"), "the wait message", 300, launch.proc, launch.lines)
+        server.start()
+        assert launch.wait(600) == 0, "".join(launch.lines)[-3000:]
+        stderr = "".join(launch.lines)
+        assert stderr.count(f"tracking server {server.uri} not answering; retrying for up to 300 s") == 1, stderr
+        assert stderr.count(f"tracking server {server.uri} answers again after") == 1, stderr
+        assert "Traceback" not in stderr, stderr[-3000:]
+        _assert_whole(audit_store(server.uri, "outage"), EVALUATIONS * 2)
+    finally:
+        if launch is not None:
+            launch.close()
+        server.kill()
