@@ -131,7 +131,7 @@ def test_a_disk_that_fills_during_a_launch(tmp_path, simulator_launch_config):
     disk = tmp_path / "disk"
     _mount(disk, "24m")  # more than preflight's 16 MiB
     try:
-        config = simulator_launch_config(tmp_path, name="filled", seed=3, evaluations=48, batch_size=4,
+        config = simulator_launch_config(tmp_path, name="filled", seed=3, evaluations=16, batch_size=4,
                                          searchers=("random",), budgets=(64,))
         data = yaml.safe_load(config.read_text())
         data["storage_path"] = str(disk / "ray")  # the tracking store stays on another disk
@@ -168,7 +168,7 @@ def test_a_disk_that_fills_during_a_launch(tmp_path, simulator_launch_config):
                                  timeout=600)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         audit = audit_store(uri, "filled")
-        assert audit["tracked"] == 48 and audit["duplicates"] == 0 and audit["running"] == []
+        assert audit["tracked"] == 16 and audit["duplicates"] == 0 and audit["running"] == []
         assert audit["hollow"] == [] and audit["wrong_tags"] == [] and audit["launch_status"] == ["FINISHED"]
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
