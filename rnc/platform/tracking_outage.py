@@ -45,6 +45,7 @@ _UNREACHABLE = (
     "connection refused",
     "connection reset",
     "connection aborted",
+    "connection broken",
     "remotedisconnected",
     "read timed out",
     "connect timeout",
