@@ -580,7 +580,7 @@ def _root_cause(error: BaseException) -> str:
     while getattr(error, "cause", None) is not None and error.cause is not error:
         error = error.cause
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}".strip()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 
 def _fit_with_progress(
