@@ -198,17 +198,18 @@ class MlflowSink:
     def start_launch(self, launch_id: str, run_name: str, config_yaml: str, tags: Mapping[str, str]) -> str:
         """Create (or, on resume, find) the launch run; log the config artifact and provenance tags."""
         t0 = time.perf_counter()
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TAG_LAUNCH}` = '{launch_id}' and tags.`{TAG_KIND}` = 'launch'"
-        )
+        same = f"tags.`{TAG_LAUNCH}` = '{launch_id}' and tags.`{TAG_KIND}` = 'launch'"
+        found = self.client.search_runs([self.experiment_id], filter_string=same)
         if found:
             self.launch_run_id = found[0].info.run_id
             self.client.update_run(self.launch_run_id, status="RUNNING")
         else:
-            run = self.client.create_run(
+            run = self.outage.call(  # a creation the server committed without answering is not kept twice
+                self.raw_client.create_run,
                 self.experiment_id,
                 run_name=run_name,
                 tags={TAG_KIND: "launch", TAG_LAUNCH: launch_id, **{k: str(v) for k, v in tags.items()}},
+                before_retry=lambda: self._delete_runs(same),
             )
             self.launch_run_id = run.info.run_id
             self.client.log_text(self.launch_run_id, config_yaml, "config.yaml")
@@ -224,13 +225,11 @@ class MlflowSink:
         if trial_key in self.trial_runs:
             return self.trial_runs[trial_key]
         t0 = time.perf_counter()
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{PARENT_TAG}` = '{self.launch_run_id}' and tags.`{TAG_TRIAL}` = '{trial_key}' "
-                f"and tags.`{TAG_KIND}` = 'trial'"
-            ),
+        same = (
+            f"tags.`{PARENT_TAG}` = '{self.launch_run_id}' and tags.`{TAG_TRIAL}` = '{trial_key}' "
+            f"and tags.`{TAG_KIND}` = 'trial'"
         )
+        found = self.client.search_runs([self.experiment_id], filter_string=same)
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -243,8 +242,10 @@ class MlflowSink:
                     continue
                 self.candidate_runs[run.data.tags[TAG_CANDIDATE]] = run.info.run_id
         else:
-            run = self.client.create_run(
+            run = self.outage.call(  # a creation the server committed without answering is not kept twice
+                self.raw_client.create_run,
                 self.experiment_id,
+                before_retry=lambda: self._delete_runs(same),
                 run_name=trial_key,
                 tags={
                     TAG_KIND: "trial",
@@ -518,7 +519,7 @@ class MlflowSink:
         if cid in self._client_written:
             return
         self.outage.call(self._write_candidate_run, parent_run_id, candidate,
-                         before_retry=lambda: self._delete_candidate_runs(cid))
+                         before_retry=lambda: self._delete_runs(f"tags.`{TAG_CANDIDATE}` = '{cid}'"))
         self._client_written.add(cid)
 
     def _write_candidate_run(self, parent_run_id: str, candidate: Candidate) -> None:
@@ -535,10 +536,9 @@ class MlflowSink:
         )
         self.raw_client.set_terminated(run.info.run_id)
 
-    def _delete_candidate_runs(self, candidate_id: str) -> None:
-        for run in self.raw_client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TAG_CANDIDATE}` = '{candidate_id}'"
-        ):
+    def _delete_runs(self, filter_string: str) -> None:
+        """Delete the runs ``filter_string`` finds: what a write cut short by an outage left, before it is redone."""
+        for run in self.raw_client.search_runs([self.experiment_id], filter_string=filter_string):
             self.raw_client.delete_run(run.info.run_id)
 
 
