@@ -33,6 +33,23 @@ from rnc.simulator.hardware import HardwareConfig
 ACTOR_RESTARTS = 3
 
 
+def _say_if_restarted(kind: str) -> bool:
+    """In a pool actor's ``__init__``: when Ray is restarting the actor after its worker died, say so on stderr
+    (Ray shows it on the driver's console, prefixed with the actor) and return ``True``."""
+    import sys
+
+    context = ray.get_runtime_context() if ray.is_initialized() else None
+    if context is None or not context.was_current_actor_reconstructed:
+        return False
+    print(
+        f"{kind} {context.get_actor_name()} restarted after its worker died (pid {os.getpid()} now); the batch it "
+        f"was computing is retried (up to {ACTOR_RESTARTS} restarts)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
 def simulator_names(launch_id: str, n: int) -> list[str]:
     return [f"rnc-sim-{launch_id}-{i}" for i in range(n)]
 
@@ -117,6 +134,7 @@ class SimulatorService:
     ) -> None:
         from rnc.search.spaces import get_space
 
+        self.restarted = _say_if_restarted("SimulatorService")
         self.space = get_space(space_name, **space_options)
         self.strategy = strategy
         self.seed = int(seed)
@@ -180,7 +198,8 @@ class SimulatorService:
         return result.to_dict()
 
     def stats(self) -> dict[str, float]:
-        return {"hits": self.hits, "misses": self.misses, "compile_s": self.compile_s, "warmup_s": self.warmup_s}
+        return {"hits": self.hits, "misses": self.misses, "compile_s": self.compile_s, "warmup_s": self.warmup_s,
+                "restarted": self.restarted}
 
 
 def _with_energy_uj(summary: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +223,7 @@ class SupernetEvaluator:
 
         from rnc.search.supernet import SubnetEvaluator
 
+        self.restarted = _say_if_restarted("SupernetEvaluator")
         torch.set_num_threads(max(1, int(threads)))
         gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
         self.device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
@@ -238,6 +258,7 @@ class SupernetEvaluator:
             "evaluated": self.evaluated,
             "evaluate_s": self.evaluate_s,
             "load_s": self.load_s,
+            "restarted": self.restarted,
         }
 
 
@@ -256,7 +277,8 @@ def start_pools(
 
     An actor whose worker dies (killed, out of memory) is restarted by Ray up to :data:`ACTOR_RESTARTS` times and
     the batch it was computing is retried on the restarted actor (``max_restarts`` / ``max_task_retries``: every
-    method is a pure function of its arguments, so a retry gives the same answer); Ray logs each restart."""
+    method is a pure function of its arguments, so a retry gives the same answer); a restarted actor says so on
+    stderr, which Ray shows on the driver's console, and its ``stats()`` report ``restarted``."""
     sim_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SimulatorService)
     eval_cls = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(SupernetEvaluator)
     simulators = [

@@ -42,8 +42,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rnc.errors import UserError
+from rnc.errors import TrackingError, UserError
 from rnc.platform.config import ExperimentConfig, absolute_path, absolute_tracking_uri, searcher_options
+from rnc.platform.local_ray import forget_local_ray, record_local_ray, session_record_path, stop_leftovers
 from rnc.platform.metrics import ACCURACY_OBJECTIVES, simulator_metrics
 from rnc.platform.records import Candidate, ObjectiveRef, TrialPlan
 from rnc.platform.report import (
@@ -55,6 +56,7 @@ from rnc.platform.report import (
     plot_fronts,
     print_fronts,
 )
+from rnc.platform.storage import storage_fault
 from rnc.platform.tracking import TrackingSink
 
 PACKAGES = ("rnc-platform", "ray", "mlflow", "torch", "numpy", "numba", "pymoo", "optuna", "pydantic")
@@ -75,6 +77,11 @@ class PhaseTimer:
 
 class LaunchError(UserError, RuntimeError):
     """A launch that could not run or finish; the message says what failed and what to do."""
+
+
+class ResumableLaunchError(LaunchError):
+    """A launch that failed after it started (a trial's error, a disk that filled up): its launch record and Tune
+    state stay, so it can be resumed once the cause is fixed; the CLI adds the exact ``--resume`` command."""
 
 
 class LaunchInterrupted(KeyboardInterrupt):
@@ -295,7 +302,24 @@ def run_launch(
 
     checked = checked if checked is not None else preflight(config, resume=resume)
     with launch_lock(checked.storage_path, config.name):
-        return _run_launch(config, resume=resume, **options)
+        record = session_record_path(checked.storage_path, config.name)
+        left = stop_leftovers(record)  # the local Ray of a killed driver (SIGKILL): its agents outlive it
+        if left.stopped:
+            (options.get("console") or Console()).print(
+                f"stopped {len(left.stopped)} Ray processes left by launch {left.launch_id} (its driver was killed; "
+                f"session {left.session_dir})", soft_wrap=True
+            )
+        try:
+            return _run_launch(config, resume=resume, **options)
+        except TrackingError as exc:  # a tracking server that stayed silent past the wait (tracking_outage)
+            raise ResumableLaunchError(str(exc)) from exc
+        except Exception as exc:
+            fault = storage_fault(checked.storage_path, exc)  # a disk that filled up during the launch
+            if fault is None:
+                raise
+            raise ResumableLaunchError(str(fault)) from exc
+        finally:
+            forget_local_ray(record)  # this launch's Ray is shut down
 
 
 def _run_launch(
@@ -326,6 +350,7 @@ def _run_launch(
         load_plans,
         restore_tuner,
         save_plans,
+        tune_state_whole,
     )
     from rnc.search.searchers import SEARCHERS
     from rnc.search.spaces import get_space
@@ -367,7 +392,9 @@ def _run_launch(
     local_logical = max(cpus, math.ceil(need))
 
     timer.lap("prepare_s")
-    with ray_session(address, local_cpus=local_logical):
+    with ray_session(address, local_cpus=local_logical) as started_ray:
+        if started_ray and address is None:
+            record_local_ray(session_record_path(storage_path, config.name), launch_id)
         timer.lap("ray_start_s")
         cluster.check_multinode_settings(
             storage_path=str(storage_path), tracking_uri=tracking_uri, supernet_cache_dir=str(cache_dir)
@@ -432,7 +459,14 @@ def _run_launch(
         timer.lap("actors_start_s")
         try:
             t_tune = time.perf_counter()
-            if resume:
+            restorable = resume and tune_state_whole(experiment_path, plans_path)
+            if resume and not restorable:
+                console.print(
+                    f"launch {launch_id} left no whole Tune state (it stopped before saving one, or a full disk cut it "
+                    "short): its trials start again from their first generation, seeded, so with the same candidates; "
+                    "MLflow keeps the ones it holds", soft_wrap=True
+                )
+            if restorable:
                 tuner = restore_tuner(
                     str(experiment_path), trial_cpus=config.pools.trial_cpus, plans=load_plans(plans_path)
                 )
@@ -465,7 +499,7 @@ def _run_launch(
             timer.lap("tune_fit_s")
             tune_s = time.perf_counter() - t_tune
             records: list[Candidate] = []
-            errors, unfinished = [], []
+            errors, unfinished, causes = [], [], []
             for result in results:
                 point = (result.config or {}).get("trial")  # tuning.tune_point
                 if point is None:  # a trial that never reported (Ctrl-C before its first result): resumable
@@ -473,7 +507,8 @@ def _run_launch(
                     continue
                 key = point["key"]
                 if result.error is not None:
-                    errors.append(f"{key}: {result.error}")
+                    errors.append(f"{key} ({_root_cause(result.error)})")
+                    causes.append(result.error)
                     continue
                 if not (result.metrics or {}).get("trial_complete"):
                     unfinished.append(key)  # stopped by Tune on SIGINT (or never started): resumable
@@ -490,10 +525,10 @@ def _run_launch(
             if (unfinished or interrupted) and not errors:  # Tune stops gracefully on SIGINT, returns what it has
                 raise LaunchInterrupted(launch_id, unfinished or ["none (stopped before the fronts)"])
             if errors:
-                raise LaunchError(
-                    "trials failed:\n  " + "\n  ".join(errors) + f"\nfix the cause, then resume with --resume "
-                    f"(Tune state in {experiment_path})"
-                )
+                raise ResumableLaunchError(
+                    f"trials failed: {'; '.join(errors)}; fix the cause (their error files are under "
+                    f"{experiment_path})"
+                ) from (causes[0] if causes else None)
             objectives = [(o.metric, o.goal) for o in config.objectives]
             df = compute_fronts(candidates_frame(records), objectives)
             if config.needs_accuracy and not config.needs_hw_accuracy and eval_names:
@@ -553,6 +588,15 @@ def _run_launch(
     )
 
 
+def _root_cause(error: BaseException) -> str:
+    """``Type: first line of the message`` of the innermost cause of a trial's error (Ray wraps the trial's own
+    exception in ``RayTaskError``, whose text carries the remote traceback)."""
+    while getattr(error, "cause", None) is not None and error.cause is not error:
+        error = error.cause
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
+
+
 def _fit_with_progress(
     tuner: Any, config: ExperimentConfig, launch_id: str, console: Console, show: bool, sinks: dict[str, Any]
 ) -> tuple[Any, bool]:
@@ -589,7 +633,7 @@ def _fit_with_progress(
 
     sinks[launch_id] = sink
     try:
-        with progress, _sigint_watch() as received:
+        with progress, _sigint_watch() as received, _quiet_tune_errors():
             results = tuner.fit()
     finally:
         sinks.pop(launch_id, None)
@@ -597,6 +641,28 @@ def _fit_with_progress(
     # reported its last generation, nothing in the results says the user pressed Ctrl-C, and the launch would go
     # on to fronts and artifacts and exit 0
     return results, signal.SIGINT in received
+
+
+@contextlib.contextmanager
+def _quiet_tune_errors() -> Iterator[None]:
+    """Keep Ray Tune's own error reports (a failed trial's traceback, a failed save of its state) off the console
+    while the Tuner runs: the launch reports each failed trial itself, in one line with its root cause, and the
+    tracebacks stay in the trials' error files. ``rnc-platform --debug`` (``RNC_DEBUG=1``) keeps them."""
+    import logging
+
+    from rnc.platform.cli_errors import debug_requested
+
+    names = ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state", "ray.tune.tune")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    if not debug_requested(None):
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager

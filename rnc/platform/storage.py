@@ -8,6 +8,8 @@ the path and what to do.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -65,3 +67,50 @@ def check_writable_file(path: str | Path, what: str) -> Path:
         raise StorageError(f"{what} {str(target)!r} is a folder; give a file path")
     check_writable_dir(target.parent, what)
     return target
+
+
+#: ``errno`` values of a storage that fills up or turns read-only while a launch writes to it.
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system turned read-only",
+}
+#: Free bytes below which a storage counts as full when a write failed without saying why (Ray Tune reads back a
+#: 0-byte ``error.pkl`` as ``EOFError``).
+NEARLY_FULL_BYTES = 1 * 2**20
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it: ``__cause__``/``__context__`` and Ray's ``RayTaskError.cause``."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo += [item.__cause__, item.__context__, getattr(item, "cause", None)]
+    return [e for e in seen if isinstance(e, BaseException)]
+
+
+def storage_fault(path: str | Path, exc: BaseException | None, what: str = "storage_path") -> StorageError | None:
+    """A :class:`StorageError` naming ``path`` when ``exc`` came from a full or read-only disk (an ``OSError``
+    with one of :data:`STORAGE_ERRNOS` anywhere in its causes), or when ``path``'s disk has less than
+    :data:`NEARLY_FULL_BYTES` free (a write that failed without its reason); ``None`` otherwise."""
+    target = Path(path).expanduser().absolute()
+    for cause in _causes(exc) if exc is not None else []:
+        code = getattr(cause, "errno", None)
+        if isinstance(cause, OSError) and code in STORAGE_ERRNOS:
+            reason = os.strerror(code)
+            return StorageError(
+                f"{what} {str(target)!r}: {STORAGE_ERRNOS[code]} ({reason}) while the launch wrote to it; free "
+                "space there (or make it writable)"
+            )
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(_nearest_existing(target)).free
+        if free < NEARLY_FULL_BYTES:
+            return StorageError(
+                f"{what} {str(target)!r}: the disk is full ({free / 2**20:.1f} MiB free) after the launch wrote to "
+                "it; free space there"
+            )
+    return None

@@ -137,6 +137,9 @@ class MlflowSink:
         flush_interval_s: a write also happens when the oldest buffered candidate waited this long.
         bulk: write candidate runs of SQL stores in bulk (see the module docstring); ``False`` forces the public
             client path.
+        tracking_wait_s: how long an ``http(s)://`` tracking server that stops answering is waited for, with a
+            message, before a write fails (:mod:`rnc.platform.tracking_outage`; default ``RNC_TRACKING_WAIT_S`` or
+            300 s).
     """
 
     def __init__(
@@ -147,16 +150,23 @@ class MlflowSink:
         flush_every: int = 256,
         flush_interval_s: float = 2.0,
         bulk: bool = True,
+        tracking_wait_s: float | None = None,
     ) -> None:
         import logging
 
         import mlflow
         from mlflow import MlflowClient
 
+        from rnc.platform.tracking_outage import OutageWait, short_mlflow_retries
+
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        self.outage = OutageWait(tracking_uri, tracking_wait_s)
+        if self.outage.enabled:
+            short_mlflow_retries()  # the outage wait, with its message, takes over after a few seconds
         mlflow.set_tracking_uri(tracking_uri)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        self.raw_client = MlflowClient(tracking_uri)
+        self.client = _WaitingClient(self.raw_client, self.outage)  # every call waits out a server outage
         self.flush_every = int(flush_every)
         self.flush_interval_s = float(flush_interval_s)
         experiment = self.client.get_experiment_by_name(experiment_name)
@@ -175,6 +185,7 @@ class MlflowSink:
         self.trial_runs: dict[str, str] = {}
         self.candidate_runs: dict[str, str] = {}  # candidate_id -> run id (written or buffered)
         self.hollow_repaired = 0  # incomplete candidate runs found on resume, deleted and written again
+        self._client_written: set[str] = set()  # candidate ids written whole through the client path
         self._buffer: list[tuple[str, Candidate]] = []  # (trial run id, candidate)
         self._buffer_since: float | None = None
         self.write_s = 0.0  # every MLflow call of this sink
@@ -187,17 +198,18 @@ class MlflowSink:
     def start_launch(self, launch_id: str, run_name: str, config_yaml: str, tags: Mapping[str, str]) -> str:
         """Create (or, on resume, find) the launch run; log the config artifact and provenance tags."""
         t0 = time.perf_counter()
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{TAG_LAUNCH}` = '{launch_id}' and tags.`{TAG_KIND}` = 'launch'"
-        )
+        same = f"tags.`{TAG_LAUNCH}` = '{launch_id}' and tags.`{TAG_KIND}` = 'launch'"
+        found = self.client.search_runs([self.experiment_id], filter_string=same)
         if found:
             self.launch_run_id = found[0].info.run_id
             self.client.update_run(self.launch_run_id, status="RUNNING")
         else:
-            run = self.client.create_run(
+            run = self.outage.call(  # a creation the server committed without answering is not kept twice
+                self.raw_client.create_run,
                 self.experiment_id,
                 run_name=run_name,
                 tags={TAG_KIND: "launch", TAG_LAUNCH: launch_id, **{k: str(v) for k, v in tags.items()}},
+                before_retry=lambda: self._delete_runs(same),
             )
             self.launch_run_id = run.info.run_id
             self.client.log_text(self.launch_run_id, config_yaml, "config.yaml")
@@ -213,13 +225,11 @@ class MlflowSink:
         if trial_key in self.trial_runs:
             return self.trial_runs[trial_key]
         t0 = time.perf_counter()
-        found = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{PARENT_TAG}` = '{self.launch_run_id}' and tags.`{TAG_TRIAL}` = '{trial_key}' "
-                f"and tags.`{TAG_KIND}` = 'trial'"
-            ),
+        same = (
+            f"tags.`{PARENT_TAG}` = '{self.launch_run_id}' and tags.`{TAG_TRIAL}` = '{trial_key}' "
+            f"and tags.`{TAG_KIND}` = 'trial'"
         )
+        found = self.client.search_runs([self.experiment_id], filter_string=same)
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -232,8 +242,10 @@ class MlflowSink:
                     continue
                 self.candidate_runs[run.data.tags[TAG_CANDIDATE]] = run.info.run_id
         else:
-            run = self.client.create_run(
+            run = self.outage.call(  # a creation the server committed without answering is not kept twice
+                self.raw_client.create_run,
                 self.experiment_id,
+                before_retry=lambda: self._delete_runs(same),
                 run_name=trial_key,
                 tags={
                     TAG_KIND: "trial",
@@ -308,10 +320,16 @@ class MlflowSink:
             return 0
         batch, self._buffer, self._buffer_since = self._buffer, [], None
         t0 = time.perf_counter()
-        if self._sql_store is not None:
-            self._write_sql(batch)
-        else:
-            list(self._pool.map(self._write_client, batch))
+        try:
+            if self._sql_store is not None:
+                self._write_sql(batch)  # one transaction: all or nothing
+            else:
+                list(self._pool.map(self._write_client, batch))  # each candidate whole or not at all
+        except BaseException:
+            # kept for the next flush (a failed fire-and-forget log_candidates must not lose them)
+            self._buffer = batch + self._buffer
+            self._buffer_since = self._buffer_since or time.monotonic()
+            raise
         self.write_s += time.perf_counter() - t0
         self.candidate_write_s += time.perf_counter() - t0
         self.candidates_written += len(batch)
@@ -410,6 +428,8 @@ class MlflowSink:
             "write_s": self.write_s,
             "candidate_write_s": self.candidate_write_s,
             "bulk_sql": self._sql_store is not None,
+            "server_outages": self.outage.outages,
+            "server_outage_s": self.outage.waited_s,
             "launch_run_id": self.launch_run_id,
             "experiment_id": self.experiment_id,
         }
@@ -491,19 +511,53 @@ class MlflowSink:
                     session.execute(model.__table__.insert(), rows)
 
     def _write_client(self, item: tuple[str, Candidate]) -> None:
+        """One candidate run through the public client, whole: a write cut short by a server outage is retried
+        from the start, after deleting what it left (a run whose creation the server committed but never
+        answered included), so an outage leaves no duplicate and no hollow run."""
+        parent_run_id, candidate = item
+        cid = candidate.candidate_id
+        if cid in self._client_written:
+            return
+        self.outage.call(self._write_candidate_run, parent_run_id, candidate,
+                         before_retry=lambda: self._delete_runs(f"tags.`{TAG_CANDIDATE}` = '{cid}'"))
+        self._client_written.add(cid)
+
+    def _write_candidate_run(self, parent_run_id: str, candidate: Candidate) -> None:
         from mlflow.entities import Metric, Param
 
-        parent_run_id, candidate = item
         tags = self._candidate_tags(parent_run_id, candidate)
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=tags[RUN_NAME_TAG])
+        run = self.raw_client.create_run(self.experiment_id, tags=tags, run_name=tags[RUN_NAME_TAG])
         self.candidate_runs[candidate.candidate_id] = run.info.run_id
         ts = int(time.time() * 1000)
-        self.client.log_batch(
+        self.raw_client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, v, ts, 0) for k, v in candidate_metrics(candidate).items()],
             params=[Param(k, v) for k, v in candidate.to_params().items()],
         )
-        self.client.set_terminated(run.info.run_id)
+        self.raw_client.set_terminated(run.info.run_id)
+
+    def _delete_runs(self, filter_string: str) -> None:
+        """Delete the runs ``filter_string`` finds: what a write cut short by an outage left, before it is redone."""
+        for run in self.raw_client.search_runs([self.experiment_id], filter_string=filter_string):
+            self.raw_client.delete_run(run.info.run_id)
+
+
+class _WaitingClient:
+    """An ``MlflowClient`` whose every method call goes through :meth:`OutageWait.call` (attributes pass)."""
+
+    def __init__(self, client: Any, outage: Any) -> None:
+        self._client = client
+        self._outage = outage
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def waiting(*args: Any, **kwargs: Any) -> Any:
+            return self._outage.call(attr, *args, **kwargs)
+
+        return waiting
 
 
 class RemoteSink:
@@ -527,7 +581,14 @@ class RemoteSink:
     def _call(self, method: str, *args: Any) -> Any:
         import ray
 
-        return ray.get(getattr(self.actor, method).remote(*args))
+        from rnc.errors import UserError
+
+        try:
+            return ray.get(getattr(self.actor, method).remote(*args))
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, UserError):  # a tracking server that stayed silent: its one-line message
+                raise exc.cause from None
+            raise
 
     def start_launch(self, launch_id: str, run_name: str, config_yaml: str, tags: Mapping[str, str]) -> str:
         return self._call("start_launch", launch_id, run_name, config_yaml, dict(tags))

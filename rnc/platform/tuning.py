@@ -419,6 +419,22 @@ def load_plans(path: Path) -> list[TrialPlan]:
     return pickle.loads(path.read_bytes())
 
 
+def tune_state_whole(experiment_path: str | Path, plans_path: str | Path) -> bool:
+    """Whether a launch left Tune state to resume from: its trial plans (:func:`save_plans`) and a newest Tune
+    experiment state (``experiment_state-*.json``) that is whole. A launch that stopped before Tune saved anything,
+    or a disk that filled up while Tune saved it (a file cut short, on which Tune would log a traceback and start
+    every trial again by itself), leaves none."""
+    files = sorted(Path(experiment_path).glob("experiment_state-*.json"))
+    if not files or not Path(plans_path).is_file():
+        return False
+    try:
+        json.loads(files[-1].read_text())
+        load_plans(Path(plans_path))
+    except (OSError, ValueError, EOFError, ImportError, AttributeError):
+        return False
+    return True
+
+
 def restore_tuner(experiment_path: str, *, trial_cpus: float, plans: Sequence[TrialPlan]) -> Any:
     """Restore an interrupted launch's Tuner: unfinished and errored trials continue from their checkpoints."""
     from ray import tune

@@ -2,11 +2,13 @@
 
 Checks: every asked candidate is tracked once, as a nested run under its trial under the launch; the Pareto tags
 match an independent non-dominated sort of the metrics read back from MLflow; one seed gives one answer; a
-launch killed mid-way and resumed gives the candidates and fronts of an uninterrupted one.
+launch whose driver is killed (SIGKILL) mid-way and resumed gives the candidates and fronts of an uninterrupted
+one, leaves no Ray process of the killed driver running, and passes the store audit of ``test_launch_faults.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ from mlflow import MlflowClient
 
 from rnc.platform.config import ExperimentConfig
 from rnc.platform.launch import run_launch
+from tests.platform.test_launch_faults import _descendants, _still_running, audit_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -162,12 +165,26 @@ def test_resume_after_kill_gives_uninterrupted_fronts(first, workdir: Path) -> N
             time.sleep(0.2)
         else:
             pytest.fail("the launch produced no checkpoint in time")
+        ray_processes = _descendants(proc.pid)  # the local Ray the launch started, seen from /proc
+        assert any("raylet" in command for _, _, command in ray_processes), ray_processes
+        assert json.loads((storage / ".ray-session.json").read_text())["driver_pid"] == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer does: Ray's agents outlive it
+        proc.wait()
+        resumed = run_launch(ExperimentConfig.from_yaml(workdir / "exp.yaml"), resume=True, show_progress=False)
+        # the resume stopped what the dead driver left (left alone, Ray's agents live on for about a minute;
+        # test_local_ray.py tests the stopping itself without timing)
+        assert _still_running(ray_processes) == []
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launch and the local Ray it started
-        proc.wait()
-    resumed = run_launch(ExperimentConfig.from_yaml(workdir / "exp.yaml"), resume=True, show_progress=False)
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the launch's group, when the test failed
     assert resumed.launch_id == latest != first.launch_id
+    audit = audit_store(resumed.tracking_uri, "test-launch", resumed.launch_id)
+    assert audit["tracked"] == len(first.candidates) and audit["duplicates"] == 0, audit
+    assert audit["running"] == [] and audit["hollow"] == [] and audit["wrong_tags"] == [], audit
+    assert audit["launch_status"] == ["FINISHED"], audit
     finished = [p for p in (storage / latest).glob("*/checkpoint_*")]
     assert len(finished) > 2  # the resumed launch went on from the interrupted one's checkpoints
     assert _key_columns(resumed.candidates).equals(_key_columns(first.candidates))

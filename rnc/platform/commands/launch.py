@@ -63,16 +63,18 @@ def register(app: typer.Typer) -> None:
             sets=list(set_values),
         )
         checked = preflight(cfg, resume=resume)  # before the launch machinery (Ray, MLflow) is even imported
-        from rnc.platform.launch import LaunchInterrupted, run_launch
+        from rnc.platform.launch import LaunchError, LaunchInterrupted, ResumableLaunchError, run_launch
 
+        again = ["rnc-platform", "launch", *([shlex.quote(str(config))] if config is not None else [])]
+        for flag, value in (("--address", address), ("--tracking-uri", tracking_uri), ("--seed", seed),
+                            ("--storage-path", storage_path), ("--budgets", budgets),
+                            ("--evaluations", evaluations), *(("--set", item) for item in set_values)):
+            if value is not None:
+                again += [flag, shlex.quote(str(value))]
         try:
             run_launch(cfg, address=address, resume=resume, console=Console(), checked=checked)
         except LaunchInterrupted as exc:
-            again = ["rnc-platform", "launch", *([shlex.quote(str(config))] if config is not None else [])]
-            for flag, value in (("--address", address), ("--tracking-uri", tracking_uri), ("--seed", seed),
-                                ("--storage-path", storage_path), ("--budgets", budgets),
-                                ("--evaluations", evaluations), *(("--set", item) for item in set_values)):
-                if value is not None:
-                    again += [flag, shlex.quote(str(value))]
             emit(f"interrupted: {exc}; runs marked KILLED, no final artifacts; resume with: {' '.join(again)} --resume")
             raise typer.Exit(INTERRUPTED_EXIT) from None
+        except ResumableLaunchError as exc:
+            raise LaunchError(f"{exc}; then resume with: {' '.join(again)} --resume") from exc
