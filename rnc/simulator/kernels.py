@@ -759,7 +759,10 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         j_free = np.empty((nb + 1, MAX_FREE, 4), np.int64)
         j_nfree = np.empty(nb + 1, np.int64)
         saved = np.full(max_bins, -1, np.int64)
-        cursor = np.zeros(nb, np.int64)  # first crossbar that may still take another copy of box k
+        first = 0  # crossbars full in the base packing stay full (copies only add boxes): skip them
+        while first < nopen and nfree[first] == 0:
+            first += 1
+        cursor = np.full(nb, first, np.int64)  # first crossbar that may still take another copy of box k
         new_bins = np.zeros(n, np.int64)  # crossbars a copy surely opens: its full-size boxes (all, unshared)
         cost = np.zeros(n, np.float64)  # cells (box area) of one copy
         for k in range(nb):
