@@ -610,7 +610,12 @@ def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfre
               budget, cursor, scratch, j_bin, j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl):
     """Place copy ``copy`` of every box of ``layer`` on crossbars holding no box of the layer (first fit,
     best-short-side-fit inside the crossbar) or on new crossbars within ``budget``; a copy that does not fit
-    is rolled back. Returns ``(placed, nopen, npl)``; the placement arrays must have room for the copy."""
+    is rolled back. Returns ``(placed, nopen, npl)``; the placement arrays must have room for the copy.
+
+    ``cursor[k]``: box ``k``'s search starts there (every crossbar before it was rejected for ``k`` and stays
+    so). Consecutive boxes of a layer with the same shape and class are rejected by the same crossbars, so a box
+    starts at least where the previous one stopped (block-diagonal chunks: one scan instead of one per chunk).
+    A layer whose copy is rolled back is never duplicated again, so its cursors are not restored."""
     nj = 0
     nopen0 = nopen
     npl0 = npl
@@ -621,6 +626,9 @@ def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfre
         x = 0
         y = 0
         if share and not full:
+            if k > ptr[layer] and h == b_h[k - 1] and w == b_w[k - 1] and c == b_cls[k - 1] \
+                    and cursor[k - 1] > cursor[k]:
+                cursor[k] = cursor[k - 1]  # the same shape of the same layer: every crossbar it passed is out
             b, x, y, cursor[k] = _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, cursor[k])
         if b < 0:
             if nopen >= budget:  # roll the partial copy back
