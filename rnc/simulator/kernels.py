@@ -574,6 +574,52 @@ def _longest_path(stage, pred_ptr, pred_idx, finish, tail):
 
 
 @njit(cache=True)
+def _successors(pred_ptr, pred_idx):
+    """CSR successors ``(succ_ptr, succ_idx)`` of the predecessor CSR (each layer's successors in ascending order)."""
+    n = pred_ptr.shape[0] - 1
+    succ_ptr = np.zeros(n + 1, np.int64)
+    for q in range(pred_ptr[n]):
+        succ_ptr[pred_idx[q] + 1] += 1
+    for layer in range(n):
+        succ_ptr[layer + 1] += succ_ptr[layer]
+    fill = succ_ptr[:n].copy()
+    succ_idx = np.empty(pred_ptr[n], np.int64)
+    for layer in range(n):
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            p = pred_idx[q]
+            succ_idx[fill[p]] = layer
+            fill[p] += 1
+    return succ_ptr, succ_idx
+
+
+@njit(cache=True)
+def _update_path(first, last, stage, pred_ptr, pred_idx, succ_ptr, succ_idx, finish, tail, peak):
+    """:func:`_longest_path`, recomputing only ``finish[first:]`` and ``tail[:last + 1]``: the same ``finish``,
+    ``tail`` and length when the others are up to date (``first = 0, last = n - 1``: everything).
+
+    After only ``stage[L]`` changed, ``first = last = L``: the finish of a layer before ``L`` (topological order)
+    and the tail of one after it cannot change. The rest is recomputed from the same values with the same
+    operations (maxima of the same sums), so the result is bit-identical to the full pass. ``peak[i]`` is the
+    largest finish of layers ``0..i`` (at least 0); returns ``peak[-1]``, the critical path's length."""
+    n = stage.shape[0]
+    for layer in range(first, n):
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            if finish[pred_idx[q]] > start:
+                start = finish[pred_idx[q]]
+        finish[layer] = start + stage[layer]
+        before = peak[layer - 1] if layer > 0 else 0.0
+        peak[layer] = finish[layer] if finish[layer] > before else before
+    for layer in range(last, -1, -1):
+        t = stage[layer]
+        for q in range(succ_ptr[layer], succ_ptr[layer + 1]):
+            if stage[layer] + tail[succ_idx[q]] > t:
+                t = stage[layer] + tail[succ_idx[q]]
+        tail[layer] = t
+    return peak[n - 1]
+
+
+@njit(cache=True)
 def _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio):
     """The next step of ``layer`` as :func:`_next_copy` computes it: its ``per_copy`` positions, the ``gain`` in
     ns of its next copies and the gain per cell ``ratio`` (cached per layer; only the duplicated layer changes)."""
@@ -835,8 +881,13 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                 stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
                 _step_values(layer, _v(copies), _v(positions), _v(unit_ns), _v(cost), _v(per_copy), _v(gain),
                              _v(ratio))
-            while True:
-                latency_est = _longest_path(_v(stage), _v(pred_ptr), _v(pred_idx), _v(finish), _v(tail))
+            succ_ptr, succ_idx = _successors(pred_ptr, pred_idx)
+            peak = np.empty(n, np.float64)
+            latency_est = 0.0
+            if n > 0:
+                latency_est = _update_path(0, n - 1, _v(stage), _v(pred_ptr), _v(pred_idx), _v(succ_ptr),
+                                           _v(succ_idx), _v(finish), _v(tail), _v(peak))
+            while True:  # latency_est: the longest path with the current stages (updated after each step)
                 best = _next_copy_cached(_v(per_copy), _v(gain), _v(ratio), _v(saturated), _v(stage), _v(finish),
                                          _v(tail), latency_est,
                                          0.0 if fill_only else min_gain)
@@ -875,6 +926,8 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                 stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
                 _step_values(layer, _v(copies), _v(positions), _v(unit_ns), _v(cost), _v(per_copy), _v(gain),
                              _v(ratio))
+                latency_est = _update_path(layer, layer, _v(stage), _v(pred_ptr), _v(pred_idx), _v(succ_ptr),
+                                           _v(succ_idx), _v(finish), _v(tail), _v(peak))
 
     # ---- PPA ------------------------------------------------------------------------------------------
     nbins = nopen
