@@ -339,7 +339,7 @@ def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard, fir
                     best_b = b
                     best_x = free[b, i, 0]
                     best_y = free[b, i, 1]
-        if first_fit and best_b >= 0:
+        if best_score == 0 or (first_fit and best_b >= 0):  # an exact fit without penalty: nothing beats it
             break
     return best_b, best_x, best_y
 
