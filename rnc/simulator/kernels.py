@@ -58,8 +58,6 @@ N_TOTALS = 17
 N_LAYER_COLS = 10
 
 
-
-
 @intrinsic
 def _v(typingctx, arr):
     """``arr`` as a borrowed view: the same data, shape and strides, with no reference (null meminfo).
