@@ -6,6 +6,9 @@ input) at several budgets, with the default options, each duplication policy, ea
 rule, other restarts and seed, 256x256 4-bit crossbars, ``isaac`` and heterogeneous crossbar sizes; and a
 ``compile_many`` mix. Each case compares the summary (floats exactly) and SHA-256 digests of the totals, the
 per-layer table, the placements, the box table and the crossbar classes.
+
+A change meant to alter plans (a new mapping rule, a different tie-break) regenerates the pins with the script and
+says so in its commit; a speed-up never does.
 """
 
 from __future__ import annotations
