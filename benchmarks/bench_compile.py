@@ -152,10 +152,11 @@ def bench_paper(nets) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and pairs")
+    parser.add_argument("--fresh", type=int, default=100, help="pairs per row of the fresh-packing table")
     args = parser.parse_args()
     nets = workloads()
     bench_single(nets, repeats=50 if args.quick else 300)
-    bench_batch(nets, n_pairs=1_000 if args.quick else 10_000, n_fresh=20 if args.quick else 100)
+    bench_batch(nets, n_pairs=1_000 if args.quick else 10_000, n_fresh=20 if args.quick else args.fresh)
     bench_paper(nets)
 
 

@@ -12,7 +12,9 @@ rotated (rows are inputs, columns outputs).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from rnc.simulator.ppa import (
     PARAM_ADC_GSPS,
@@ -54,6 +56,29 @@ N_TOTALS = 17
     L_CLASS,
 ) = range(10)
 N_LAYER_COLS = 10
+
+
+@intrinsic
+def _v(typingctx, arr):
+    """``arr`` as a borrowed view: the same data, shape and strides, with no reference (null meminfo).
+
+    Numba increfs every array argument when a jitted function is entered and decrefs it on return, an atomic
+    update each time; in the placement loops, which call small helpers with up to 30 arrays per box, those
+    updates took about 40% of a compile (``perf``, mobilenet_v3_small). A view passed instead costs a null
+    check. Safe only while the owner stays alive for the whole call: the owner must be a function argument, a
+    variable used again after the call, or one carried around the enclosing loop (Numba frees a variable
+    right after its last use). Never returned, stored or grown.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        view = cgutils.create_struct_proxy(sig.return_type)(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return arr(arr), codegen
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -312,7 +337,7 @@ def _find(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, cls, hard, fir
                     best_b = b
                     best_x = free[b, i, 0]
                     best_y = free[b, i, 1]
-        if first_fit and best_b >= 0:
+        if best_score == 0 or (first_fit and best_b >= 0):  # an exact fit without penalty: nothing beats it
             break
     return best_b, best_x, best_y
 
@@ -496,8 +521,10 @@ def base_kernel(rows, cols_per_group, groups, in_channels, xr, xc, layer_cls, cl
             if share and b_h[k] == cls_r[c] and b_w[k] == cls_c[c]:
                 key[k] = -1e18 + k
         order = np.argsort(key, kind="mergesort")
-        nbins = _pack_base(order, b_layer, b_h, b_w, b_cls, cls_r, cls_c, share, state, scratch,
-                           pl_box, pl_bin, pl_x, pl_y, distinct, best_bins - 1 if prune else nb + 1)
+        view = (_v(free), _v(nfree), _v(maxw), _v(maxh), _v(bcls), _v(has))
+        nbins = _pack_base(order, _v(b_layer), _v(b_h), _v(b_w), _v(b_cls), _v(cls_r), _v(cls_c), share, view,
+                           _v(scratch), _v(pl_box), _v(pl_bin), _v(pl_x), _v(pl_y), _v(distinct),
+                           best_bins - 1 if prune else nb + 1)
         if nbins < best_bins:  # keep the best packing's state and placements (no replay needed)
             best_bins = nbins
             best = (free[:nbins].copy(), nfree[:nbins].copy(), maxw[:nbins].copy(), maxh[:nbins].copy(),
@@ -545,6 +572,52 @@ def _longest_path(stage, pred_ptr, pred_idx, finish, tail):
 
 
 @njit(cache=True)
+def _successors(pred_ptr, pred_idx):
+    """CSR successors ``(succ_ptr, succ_idx)`` of the predecessor CSR (each layer's successors in ascending order)."""
+    n = pred_ptr.shape[0] - 1
+    succ_ptr = np.zeros(n + 1, np.int64)
+    for q in range(pred_ptr[n]):
+        succ_ptr[pred_idx[q] + 1] += 1
+    for layer in range(n):
+        succ_ptr[layer + 1] += succ_ptr[layer]
+    fill = succ_ptr[:n].copy()
+    succ_idx = np.empty(pred_ptr[n], np.int64)
+    for layer in range(n):
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            p = pred_idx[q]
+            succ_idx[fill[p]] = layer
+            fill[p] += 1
+    return succ_ptr, succ_idx
+
+
+@njit(cache=True)
+def _update_path(first, last, stage, pred_ptr, pred_idx, succ_ptr, succ_idx, finish, tail, peak):
+    """:func:`_longest_path`, recomputing only ``finish[first:]`` and ``tail[:last + 1]``: the same ``finish``,
+    ``tail`` and length when the others are up to date (``first = 0, last = n - 1``: everything).
+
+    After only ``stage[L]`` changed, ``first = last = L``: the finish of a layer before ``L`` (topological order)
+    and the tail of one after it cannot change. The rest is recomputed from the same values with the same
+    operations (maxima of the same sums), so the result is bit-identical to the full pass. ``peak[i]`` is the
+    largest finish of layers ``0..i`` (at least 0); returns ``peak[-1]``, the critical path's length."""
+    n = stage.shape[0]
+    for layer in range(first, n):
+        start = 0.0
+        for q in range(pred_ptr[layer], pred_ptr[layer + 1]):
+            if finish[pred_idx[q]] > start:
+                start = finish[pred_idx[q]]
+        finish[layer] = start + stage[layer]
+        before = peak[layer - 1] if layer > 0 else 0.0
+        peak[layer] = finish[layer] if finish[layer] > before else before
+    for layer in range(last, -1, -1):
+        t = stage[layer]
+        for q in range(succ_ptr[layer], succ_ptr[layer + 1]):
+            if stage[layer] + tail[succ_idx[q]] > t:
+                t = stage[layer] + tail[succ_idx[q]]
+        tail[layer] = t
+    return peak[n - 1]
+
+
+@njit(cache=True)
 def _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio):
     """The next step of ``layer`` as :func:`_next_copy` computes it: its ``per_copy`` positions, the ``gain`` in
     ns of its next copies and the gain per cell ``ratio`` (cached per layer; only the duplicated layer changes)."""
@@ -581,7 +654,12 @@ def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfre
               budget, cursor, scratch, j_bin, j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl):
     """Place copy ``copy`` of every box of ``layer`` on crossbars holding no box of the layer (first fit,
     best-short-side-fit inside the crossbar) or on new crossbars within ``budget``; a copy that does not fit
-    is rolled back. Returns ``(placed, nopen, npl)``; the placement arrays must have room for the copy."""
+    is rolled back. Returns ``(placed, nopen, npl)``; the placement arrays must have room for the copy.
+
+    ``cursor[k]``: box ``k``'s search starts there (every crossbar before it was rejected for ``k`` and stays
+    so). Consecutive boxes of a layer with the same shape and class are rejected by the same crossbars, so a box
+    starts at least where the previous one stopped (block-diagonal chunks: one scan instead of one per chunk).
+    A layer whose copy is rolled back is never duplicated again, so its cursors are not restored."""
     nj = 0
     nopen0 = nopen
     npl0 = npl
@@ -592,6 +670,9 @@ def _add_copy(layer, copy, ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free, nfre
         x = 0
         y = 0
         if share and not full:
+            if k > ptr[layer] and h == b_h[k - 1] and w == b_w[k - 1] and c == b_cls[k - 1] \
+                    and cursor[k - 1] > cursor[k]:
+                cursor[k] = cursor[k - 1]  # the same shape of the same layer: every crossbar it passed is out
             b, x, y, cursor[k] = _find_first(free, nfree, maxw, maxh, bcls, has, nopen, h, w, layer, c, cursor[k])
         if b < 0:
             if nopen >= budget:  # roll the partial copy back
@@ -718,7 +799,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
     unit_ns = np.zeros(n, np.float64)  # time per output position of one copy
     for k in range(nb):
         layer = b_layer[k]
-        t = b_seq[k] * params[PARAM_READS_PER_INPUT] * _cycle_ns(b_act[k], params)
+        t = b_seq[k] * params[PARAM_READS_PER_INPUT] * _cycle_ns(b_act[k], _v(params))
         if t > unit_ns[layer]:
             unit_ns[layer] = t
     if duplicate and feasible and budget > 0:
@@ -730,7 +811,10 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
         j_free = np.empty((nb + 1, MAX_FREE, 4), np.int64)
         j_nfree = np.empty(nb + 1, np.int64)
         saved = np.full(max_bins, -1, np.int64)
-        cursor = np.zeros(nb, np.int64)  # first crossbar that may still take another copy of box k
+        first = 0  # crossbars full in the base packing stay full (copies only add boxes): skip them
+        while first < nopen and nfree[first] == 0:
+            first += 1
+        cursor = np.full(nb, first, np.int64)  # first crossbar that may still take another copy of box k
         new_bins = np.zeros(n, np.int64)  # crossbars a copy surely opens: its full-size boxes (all, unshared)
         cost = np.zeros(n, np.float64)  # cells (box area) of one copy
         for k in range(nb):
@@ -773,9 +857,11 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         pl_y = _grow(pl_y, need)
                         pl_copy = _grow(pl_copy, need)
                     txn += 1
-                    ok, nopen, npl = _add_copy(layer, copies[layer], ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free,
-                                               nfree, maxw, maxh, bcls, has, nopen, budget, cursor, scratch, j_bin,
-                                               j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl)
+                    ok, nopen, npl = _add_copy(layer, copies[layer], _v(ptr), _v(b_h), _v(b_w), _v(b_cls), _v(cls_r),
+                                               _v(cls_c), share, _v(free), _v(nfree), _v(maxw), _v(maxh), _v(bcls),
+                                               _v(has), nopen, budget, _v(cursor), _v(scratch), _v(j_bin), _v(j_free),
+                                               _v(j_nfree), _v(saved), txn, _v(pl_box), _v(pl_bin), _v(pl_x),
+                                               _v(pl_y), _v(pl_copy), npl)
                     if not ok:
                         saturated[layer] = True
                         stage[layer] = -1.0
@@ -791,10 +877,17 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
             ratio = np.zeros(n, np.float64)
             for layer in range(n):
                 stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
-                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
-            while True:
-                latency_est = _longest_path(stage, pred_ptr, pred_idx, finish, tail)
-                best = _next_copy_cached(per_copy, gain, ratio, saturated, stage, finish, tail, latency_est,
+                _step_values(layer, _v(copies), _v(positions), _v(unit_ns), _v(cost), _v(per_copy), _v(gain),
+                             _v(ratio))
+            succ_ptr, succ_idx = _successors(pred_ptr, pred_idx)
+            peak = np.empty(n, np.float64)
+            latency_est = 0.0
+            if n > 0:
+                latency_est = _update_path(0, n - 1, _v(stage), _v(pred_ptr), _v(pred_idx), _v(succ_ptr),
+                                           _v(succ_idx), _v(finish), _v(tail), _v(peak))
+            while True:  # latency_est: the longest path with the current stages (updated after each step)
+                best = _next_copy_cached(_v(per_copy), _v(gain), _v(ratio), _v(saturated), _v(stage), _v(finish),
+                                         _v(tail), latency_est,
                                          0.0 if fill_only else min_gain)
                 if best < 0:
                     if fill_only or min_gain <= 0.0:
@@ -819,15 +912,20 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         pl_y = _grow(pl_y, need)
                         pl_copy = _grow(pl_copy, need)
                     txn += 1
-                    ok, nopen, npl = _add_copy(layer, copies[layer], ptr, b_h, b_w, b_cls, cls_r, cls_c, share, free,
-                                               nfree, maxw, maxh, bcls, has, nopen, budget, cursor, scratch, j_bin,
-                                               j_free, j_nfree, saved, txn, pl_box, pl_bin, pl_x, pl_y, pl_copy, npl)
+                    ok, nopen, npl = _add_copy(layer, copies[layer], _v(ptr), _v(b_h), _v(b_w), _v(b_cls), _v(cls_r),
+                                               _v(cls_c), share, _v(free), _v(nfree), _v(maxw), _v(maxh), _v(bcls),
+                                               _v(has), nopen, budget, _v(cursor), _v(scratch), _v(j_bin), _v(j_free),
+                                               _v(j_nfree), _v(saved), txn, _v(pl_box), _v(pl_bin), _v(pl_x),
+                                               _v(pl_y), _v(pl_copy), npl)
                     if not ok:
                         saturated[layer] = True
                         break
                     copies[layer] += 1
                 stage[layer] = _ceil_div(positions[layer], copies[layer]) * unit_ns[layer]
-                _step_values(layer, copies, positions, unit_ns, cost, per_copy, gain, ratio)
+                _step_values(layer, _v(copies), _v(positions), _v(unit_ns), _v(cost), _v(per_copy), _v(gain),
+                             _v(ratio))
+                latency_est = _update_path(layer, layer, _v(stage), _v(pred_ptr), _v(pred_idx), _v(succ_ptr),
+                                           _v(succ_idx), _v(finish), _v(tail), _v(peak))
 
     # ---- PPA ------------------------------------------------------------------------------------------
     nbins = nopen
@@ -866,7 +964,7 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
             c = pl_copy[p]
             pos_c = pos // d + (1 if c < pos % d else 0)
             reads = pos_c * b_seq[k] * rpi
-            t = reads * _cycle_ns(b_act[k], params)
+            t = reads * _cycle_ns(b_act[k], _v(params))
             b = pl_bin[p]
             busy[b] += t
             if stamp[b] != layer:

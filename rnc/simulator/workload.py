@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -159,13 +160,14 @@ class Workload:
             "in_channels", "out_channels", "kernel_h", "kernel_w", "stride_h", "stride_w", "groups",
             "in_h", "in_w", "out_h", "out_w",
         )
-        out = {c: np.fromiter((getattr(lay, c) for lay in self.layers), np.int64, len(self.layers)) for c in cols}
-        out["rows"] = np.fromiter((lay.rows for lay in self.layers), np.int64, len(self.layers))
-        out["cols_per_group"] = np.fromiter((lay.cols_per_group for lay in self.layers), np.int64, len(self.layers))
-        out["positions"] = np.fromiter((lay.positions for lay in self.layers), np.int64, len(self.layers))
-        ptr = np.zeros(len(self.layers) + 1, np.int64)
-        for i, lay in enumerate(self.layers):
-            ptr[i + 1] = ptr[i] + len(lay.preds)
+        get = attrgetter(*cols)
+        n = len(self.layers)
+        table = np.array([(*get(lay), lay.rows, lay.cols_per_group, lay.positions, len(lay.preds))
+                          for lay in self.layers], np.int64).reshape(n, len(cols) + 4)
+        columns = np.ascontiguousarray(table.T)  # one row per column: contiguous int64 views
+        out = {c: columns[i] for i, c in enumerate((*cols, "rows", "cols_per_group", "positions"))}
+        ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(columns[-1], out=ptr[1:])
         out["pred_ptr"] = ptr
         out["pred_idx"] = np.fromiter((p for lay in self.layers for p in lay.preds), np.int64, int(ptr[-1]))
         return out

@@ -75,6 +75,31 @@ def test_cached_steps_choose_the_same_layers_as_the_full_recomputation(seed: int
     assert steps > 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_longest_path_equals_the_full_pass(seed: int) -> None:
+    """After one layer's stage changes, :func:`_update_path` recomputes only the finishes after it and the tails
+    before it; finish, tail and length must equal the full pass bit for bit, step after step."""
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(1, 40))
+    pred_ptr, pred_idx = _random_dag(rng, n)
+    succ_ptr, succ_idx = K._successors(pred_ptr, pred_idx)
+    succ_edges = zip(succ_idx.tolist(), np.repeat(np.arange(n), np.diff(succ_ptr)).tolist(), strict=True)
+    pred_edges = zip(np.repeat(np.arange(n), np.diff(pred_ptr)).tolist(), pred_idx.tolist(), strict=True)
+    assert sorted(succ_edges) == sorted(pred_edges)  # the same edges (layer, predecessor), reversed
+    stage = rng.choice([100.0, 200.0, 1600.0, 3200.0], size=n) * rng.integers(1, 60, size=n)
+    finish_ref, tail_ref = np.empty(n), np.empty(n)
+    finish, tail, peak = np.empty(n), np.empty(n), np.empty(n)
+    length = K._update_path(0, n - 1, stage, pred_ptr, pred_idx, succ_ptr, succ_idx, finish, tail, peak)
+    for _ in range(40):
+        length_ref = K._longest_path(stage, pred_ptr, pred_idx, finish_ref, tail_ref)
+        assert length == length_ref
+        np.testing.assert_array_equal(finish, finish_ref)
+        np.testing.assert_array_equal(tail, tail_ref)
+        layer = int(rng.integers(0, n))
+        stage[layer] = K._ceil_div(int(rng.integers(1, 1100)), int(rng.integers(1, 9))) * 100.0
+        length = K._update_path(layer, layer, stage, pred_ptr, pred_idx, succ_ptr, succ_idx, finish, tail, peak)
+
+
 @pytest.mark.parametrize("name", ["squeezenet1_1", "mobilenet_v3_small"])
 def test_pruned_packing_keeps_the_plan_of_packing_every_ordering_to_the_end(name: str) -> None:
     """An ordering stops once it needs more crossbars than the best so far; every ordering packed to the end
