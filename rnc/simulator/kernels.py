@@ -16,6 +16,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rnc.simulator import ppa as _ppa
 from rnc.simulator.ppa import (
     PARAM_ADC_GSPS,
     PARAM_ADCS,
@@ -36,6 +37,23 @@ from rnc.simulator.ppa import (
     PARAM_WORD_BITS,
     PARAM_XBARS_PER_IMA,
 )
+
+# Numba's on-disk cache (cache=True) is keyed on this file's source alone, yet the kernels freeze the PARAM_*
+# indices they import from rnc.simulator.ppa into the cached machine code: renumbering them there would leave the
+# cache reading the wrong parameters (a latency off by 100x was seen). So the layout is spelt out here as well and
+# checked at import; changing it means editing this file, which invalidates the cache.
+PARAM_LAYOUT = (
+    "PARAM_READ_NS", "PARAM_ADCS", "PARAM_ADC_GSPS", "PARAM_READS_PER_INPUT", "PARAM_INPUT_BITS", "PARAM_E_CELL",
+    "PARAM_E_ROW", "PARAM_E_COLUMN", "PARAM_E_WORD", "PARAM_WORD_BITS", "PARAM_LEAK_IMA_MW", "PARAM_LEAK_TILE_MW",
+    "PARAM_AREA_IMA", "PARAM_AREA_TILE", "PARAM_AREA_XBAR_CELL", "PARAM_XBARS_PER_IMA", "PARAM_IMAS_PER_TILE",
+    "PARAM_REF_CELLS",
+)
+_ppa_layout = tuple(sorted((n for n in vars(_ppa) if n.startswith("PARAM_")), key=lambda n: getattr(_ppa, n)))
+if _ppa_layout != PARAM_LAYOUT or [getattr(_ppa, n) for n in PARAM_LAYOUT] != list(range(len(PARAM_LAYOUT))):
+    raise ImportError(
+        "rnc.simulator.ppa's PARAM_* indices differ from rnc.simulator.kernels.PARAM_LAYOUT: update the layout "
+        "in kernels.py too (that also refreshes Numba's on-disk cache of the kernels)"
+    )
 
 MAX_FREE = 12  # free rectangles kept per crossbar (MaxRects); dropping the smallest only loses packing quality
 SOFT_PENALTY = 1 << 40  # score added to a crossbar that already holds a box of the same layer (soft conflict)
