@@ -19,11 +19,9 @@ records the latest one so that ``--resume`` finds it. Tune state lives in ``<sto
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -42,8 +40,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rnc.errors import TrackingError, UserError
+from rnc.errors import TrackingError
 from rnc.platform.config import ExperimentConfig, absolute_path, absolute_tracking_uri, searcher_options
+from rnc.platform.launch_record import LaunchError, ResumableLaunchError, new_launch, resumed_launch
 from rnc.platform.local_ray import forget_local_ray, record_local_ray, session_record_path, stop_leftovers
 from rnc.platform.metrics import ACCURACY_OBJECTIVES, simulator_metrics
 from rnc.platform.records import Candidate, ObjectiveRef, TrialPlan
@@ -73,15 +72,6 @@ class PhaseTimer:
         now = time.perf_counter()
         self.phases[name] = self.phases.get(name, 0.0) + now - self.last
         self.last = now
-
-
-class LaunchError(UserError, RuntimeError):
-    """A launch that could not run or finish; the message says what failed and what to do."""
-
-
-class ResumableLaunchError(LaunchError):
-    """A launch that failed after it started (a trial's error, a disk that filled up): its launch record and Tune
-    state stay, so it can be resumed once the cause is fixed; the CLI adds the exact ``--resume`` command."""
 
 
 class LaunchInterrupted(KeyboardInterrupt):
@@ -116,10 +106,6 @@ class LaunchResult:
     def budget_front(self, budget: int) -> pd.DataFrame:
         df = self.candidates
         return df[(df.budget == budget) & df.pareto_budget]
-
-
-def config_hash(config: ExperimentConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def provenance_tags() -> dict[str, str]:
@@ -172,36 +158,6 @@ def ray_session(address: str | None, *, local_cpus: int | None = None) -> Iterat
         yield True
     finally:
         ray.shutdown()
-
-
-# -- launch bookkeeping --------------------------------------------------------------------------------------
-def _launch_record_path(storage_path: Path, name: str) -> Path:
-    return storage_path / name / "latest.json"
-
-
-def _new_launch(config: ExperimentConfig, storage_path: Path) -> dict[str, Any]:
-    launch_id = f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    record = {"launch_id": launch_id, "config": config.model_dump(mode="json"), "config_hash": config_hash(config)}
-    path = _launch_record_path(storage_path, config.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
-    return record
-
-
-def _resumed_launch(config: ExperimentConfig, storage_path: Path) -> dict[str, Any]:
-    path = _launch_record_path(storage_path, config.name)
-    if not path.is_file():
-        raise LaunchError(
-            f"--resume: no launch of {config.name!r} under {storage_path} (looked for {path}); "
-            "start one without --resume"
-        )
-    record = json.loads(path.read_text())
-    if record["config_hash"] != config_hash(config):
-        raise LaunchError(
-            f"--resume: the config differs from the one launch {record['launch_id']} started with "
-            f"(saved in {path}); resume with the same config and seed, or start a new launch without --resume"
-        )
-    return record
 
 
 # -- hypervolume bounds --------------------------------------------------------------------------------------
@@ -368,7 +324,7 @@ def _run_launch(
     cache_dir = absolute_path(config.supernet.cache_dir)
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    record = _resumed_launch(config, storage_path) if resume else _new_launch(config, storage_path)
+    record = resumed_launch(config, storage_path) if resume else new_launch(config, storage_path)
     launch_id = record["launch_id"]
     experiment_dir = storage_path / config.name
     experiment_path = experiment_dir / launch_id

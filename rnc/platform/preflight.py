@@ -138,9 +138,9 @@ def _check_tracking(config: ExperimentConfig) -> str:
 
 
 def _check_resume_record(config: ExperimentConfig, storage_path: Path) -> None:
-    from rnc.platform.launch import _resumed_launch
+    from rnc.platform.launch_record import resumed_launch
 
-    _resumed_launch(config, storage_path)
+    resumed_launch(config, storage_path)
 
 
 # -- one launch per experiment and storage ------------------------------------------------------------------

@@ -27,7 +27,7 @@ import yaml
 
 from rnc.platform.cluster import SHARED_STORAGE_ENV, is_declared_shared
 from rnc.platform.config import ExperimentConfig
-from rnc.platform.launch import _launch_record_path
+from rnc.platform.launch_record import launch_record_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBERAY_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "kuberay"
@@ -298,7 +298,7 @@ def test_rayjob_lifecycle(rendered) -> None:
     config = ExperimentConfig.model_validate(
         yaml.safe_load(one(rendered, "ConfigMap", "rnc-experiment")["data"]["experiment.yaml"])
     )
-    record = _launch_record_path(Path(config.storage_path), config.name)
+    record = launch_record_path(Path(config.storage_path), config.name)
     entrypoint = job["entrypoint"]
     # KubeRay runs `... ray job submit --address URL -- ENTRYPOINT ; fi` in the submitter's shell.
     words = shlex.split(f"ray job submit --address http://head:8265 -- {entrypoint} ; fi")
