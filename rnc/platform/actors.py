@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from rnc.platform.records import SubnetAccuracy
 from rnc.simulator.hardware import HardwareConfig
 
 #: Restarts of a dead pool actor (and retries of the batch it was computing) before the trial fails.
@@ -230,14 +231,14 @@ class SupernetEvaluator:
         t0 = time.perf_counter()
         self.evaluator = SubnetEvaluator(checkpoint_dir, device=self.device)
         self.load_s = time.perf_counter() - t0
-        self.cache: dict[tuple[str, str | None, int], dict[str, Any]] = {}
+        self.cache: dict[tuple[str, str | None, int], SubnetAccuracy] = {}
         self.evaluate_s = 0.0
         self.evaluated = 0
 
     def evaluate(
         self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int = 0
-    ) -> list[dict[str, Any]]:
-        """``{"accuracy", "hw_accuracy"}`` per genome; ``hws[i]`` given means hardware accuracy is wanted too, on
+    ) -> list[SubnetAccuracy]:
+        """One :class:`SubnetAccuracy` per genome; ``hws[i]`` given means hardware accuracy is wanted too, on
         ``hws[i]`` with the genome's hardware genes applied (``SearchSpace.hardware_for``)."""
         out = []
         for genome, base_hw in zip(genomes, hws, strict=True):
@@ -246,10 +247,11 @@ class SupernetEvaluator:
             key = (self.evaluator.space.key(g), None if hw is None else hw.fingerprint(), int(seed))
             if key not in self.cache:
                 t0 = time.perf_counter()
-                self.cache[key] = dict(self.evaluator.evaluate(g, hw=hw, seed=int(seed)))
+                measured = self.evaluator.evaluate(g, hw=hw, seed=int(seed))
+                self.cache[key] = SubnetAccuracy(measured["accuracy"], measured["hw_accuracy"])
                 self.evaluate_s += time.perf_counter() - t0
                 self.evaluated += 1
-            out.append(dict(self.cache[key]))
+            out.append(self.cache[key])
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -329,7 +331,7 @@ class ActorPools:
 
     def evaluate(
         self, genomes: Sequence[Sequence[int]], hws: Sequence[HardwareConfig | None], seed: int
-    ) -> list[dict[str, Any]]:
+    ) -> list[SubnetAccuracy]:
         if not genomes:
             return []
         if not self.evaluators:

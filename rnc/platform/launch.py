@@ -43,7 +43,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rnc.errors import TrackingError
 from rnc.platform.config import ExperimentConfig, absolute_path, absolute_tracking_uri, searcher_options
 from rnc.platform.launch_record import LaunchError, ResumableLaunchError, new_launch, resumed_launch
-from rnc.platform.local_ray import forget_local_ray, record_local_ray, session_record_path, stop_leftovers
+from rnc.platform.local_ray import (
+    forget_local_ray,
+    record_local_ray,
+    session_record_path,
+    start_watchdog,
+    stop_leftovers,
+)
 from rnc.platform.metrics import ACCURACY_OBJECTIVES, simulator_metrics
 from rnc.platform.records import Candidate, ObjectiveRef, TrialPlan
 from rnc.platform.report import (
@@ -349,8 +355,9 @@ def _run_launch(
 
     timer.lap("prepare_s")
     with ray_session(address, local_cpus=local_logical) as started_ray:
-        if started_ray and address is None:
-            record_local_ray(session_record_path(storage_path, config.name), launch_id)
+        ray_record = session_record_path(storage_path, config.name)
+        if started_ray and address is None and record_local_ray(ray_record, launch_id) is not None:
+            start_watchdog(ray_record)  # stops this Ray's leftovers if the driver is killed
         timer.lap("ray_start_s")
         cluster.check_multinode_settings(
             storage_path=str(storage_path), tracking_uri=tracking_uri, supernet_cache_dir=str(cache_dir)
@@ -770,7 +777,7 @@ def front_hw_accuracy(df: pd.DataFrame, pools: Any, hw_for_budget: dict[int, Any
     genomes = [json.loads(g) for g in firsts.genome]
     results = pools.evaluate(genomes, [hw_for_budget[int(b)] for b in firsts.budget], seed)
     by_network = {
-        (int(b), k): r.get("hw_accuracy") for b, k, r in zip(firsts.budget, firsts.network_key, results, strict=True)
+        (int(b), k): r.hw_accuracy for b, k, r in zip(firsts.budget, firsts.network_key, results, strict=True)
     }
     for i in front.index:
         value = by_network.get((int(out.at[i, "budget"]), out.at[i, "network_key"]))

@@ -13,6 +13,11 @@ driver is dead, every process of this user that still holds a file of that sessi
 its command line gets SIGTERM, then SIGKILL after a grace time. Ray gives every session its own folder
 (``session_<date>_<time>_<microseconds>_<driver pid>``), so another launch's Ray, or another user's, is never
 touched. Linux only (``/proc``); elsewhere nothing is recorded and nothing stopped.
+
+A launch does not wait for its next launch to clean up, though: :func:`start_watchdog` starts a small detached
+process (``python -m rnc.platform.local_ray RECORD``, :func:`watch`) that polls the driver once a second and,
+when the driver is gone while the record still exists (a clean exit removes it first), runs
+:func:`stop_leftovers` itself. So a SIGKILLed driver's agents are gone within seconds, not a minute.
 """
 
 from __future__ import annotations
@@ -154,8 +159,44 @@ def stop_leftovers(path: Path, *, grace_s: float = GRACE_S) -> Leftovers:
         if _alive(victim):
             with contextlib.suppress(OSError):
                 os.kill(victim, signal.SIGKILL)
-    forget_local_ray(path)
+    _forget_if_unchanged(path, record)
     return Leftovers(str(record.get("launch_id", "")), session_dir, pids)
+
+
+def _forget_if_unchanged(path: Path, record: dict) -> None:
+    """Remove the record unless a newer launch has replaced it meanwhile (the watchdog and a ``--resume`` may
+    both clean up after the same dead driver; the resume then writes its own record)."""
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()) == record:
+            path.unlink()
+
+
+def start_watchdog(path: Path) -> int | None:
+    """Start the detached watchdog of the record at ``path`` (see the module docstring); returns its pid, or
+    ``None`` where nothing is recorded. Its own session: a Ctrl-C to the launch's process group does not reach it."""
+    import subprocess
+
+    if not _supported() or not path.is_file():
+        return None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnc.platform.local_ray", str(path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    return proc.pid
+
+
+def watch(path: Path, *, poll_s: float = 1.0) -> Leftovers:
+    """Wait while the driver recorded at ``path`` runs; when it is dead and the record is still there, stop its
+    session's processes (:func:`stop_leftovers`). Returns at once when the record goes (the launch ended)."""
+    try:
+        record = json.loads(path.read_text())
+        pid, ticks = int(record["driver_pid"]), record["driver_start_ticks"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return Leftovers()
+    while path.is_file() and start_ticks(pid) == ticks and _alive(pid):
+        time.sleep(poll_s)
+    return stop_leftovers(path) if path.is_file() else Leftovers()
 
 
 def _alive(pid: int) -> bool:
@@ -165,3 +206,8 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+if __name__ == "__main__":  # the watchdog process of start_watchdog
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch(Path(sys.argv[1]))

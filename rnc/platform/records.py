@@ -52,6 +52,16 @@ class Genome(tuple):
 
 
 @dataclass(frozen=True)
+class SubnetAccuracy:
+    """What a SupernetEvaluator measured for one subnet: top-1 accuracy (fraction in [0, 1]) on the dataset's test
+    split with the supernet's weights (batch-norm recalibrated), and on the crossbars (``to_analog`` on the
+    candidate's hardware) when that was asked; ``None`` when not measured."""
+
+    accuracy: float | None
+    hw_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
 class ObjectiveRef:
     """One minimized objective of a trial: the metric it reads and ``sign`` (``-1`` for a maximized metric)."""
 

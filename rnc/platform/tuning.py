@@ -48,7 +48,7 @@ import numpy as np
 from ray.tune import Callback
 
 from rnc.platform.metrics import simulator_metrics
-from rnc.platform.records import Candidate, Genome, TrialPlan
+from rnc.platform.records import Candidate, Genome, SubnetAccuracy, TrialPlan
 
 CHECKPOINT_FILE = "search_state.json"
 HYPERVOLUME_REF = 1.1
@@ -268,7 +268,7 @@ def evaluate_genomes(
         hardware_violations(s, budget=plan.budget, fit_budget=plan.fit_budget, max_latency_ns=plan.max_latency_ns)
         for s in sims
     ]
-    accuracy: dict[int, Mapping[str, Any]] = {}
+    accuracy: dict[int, SubnetAccuracy] = {}
     if plan.needs_accuracy:
         todo = [i for i, v in enumerate(violations) if all(x <= 0 for x in v.values())]
         hws = [plan.hardware if plan.needs_hw_accuracy else None for _ in todo]  # genes applied by the evaluator
@@ -278,8 +278,9 @@ def evaluate_genomes(
     now_ms = int(time.time() * 1000)
     for i, genome in enumerate(genomes):
         metrics = simulator_metrics(sims[i])
-        metrics["accuracy"] = accuracy.get(i, {}).get("accuracy")
-        metrics["hw_accuracy"] = accuracy.get(i, {}).get("hw_accuracy")
+        measured = accuracy.get(i, SubnetAccuracy(None, None))
+        metrics["accuracy"] = measured.accuracy
+        metrics["hw_accuracy"] = measured.hw_accuracy
         viol = dict(violations[i])
         if plan.min_accuracy is not None:
             acc = metrics["accuracy"]

@@ -170,10 +170,13 @@ def test_resume_after_kill_gives_uninterrupted_fronts(first, workdir: Path) -> N
         assert json.loads((storage / ".ray-session.json").read_text())["driver_pid"] == proc.pid
         os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer does: Ray's agents outlive it
         proc.wait()
-        resumed = run_launch(ExperimentConfig.from_yaml(workdir / "exp.yaml"), resume=True, show_progress=False)
-        # the resume stopped what the dead driver left (left alone, Ray's agents live on for about a minute;
-        # test_local_ray.py tests the stopping itself without timing)
+        # the launch's watchdog stops what the dead driver left (left alone, Ray's agents live on for about a
+        # minute): within its 1 s poll and 3 s grace, plus slack for a loaded machine
+        gone_by = time.monotonic() + 30
+        while _still_running(ray_processes) and time.monotonic() < gone_by:
+            time.sleep(0.2)
         assert _still_running(ray_processes) == []
+        resumed = run_launch(ExperimentConfig.from_yaml(workdir / "exp.yaml"), resume=True, show_progress=False)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -113,3 +113,49 @@ def test_the_record_names_the_session_of_a_child(tmp_path: Path) -> None:
     record = json.loads(path.read_text())
     assert record["session_dir"] == "/tmp/ray/s_1" and record["launch_id"] == "exp-2"
     assert record["driver_pid"] != os.getpid() and isinstance(record["driver_start_ticks"], int)
+
+
+def test_the_watchdog_stops_the_session_when_the_driver_dies(tmp_path: Path) -> None:
+    """The detached watchdog a launch starts: while the driver runs it waits; once the driver is SIGKILLed it
+    stops the session's processes itself, without waiting for a next launch."""
+    from rnc.platform.local_ray import start_watchdog
+
+    session = tmp_path / "ray" / "session_watched"
+    agent = _holder(session / "logs" / "agent.log")
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    record = session_record_path(tmp_path / "storage", "exp")
+    try:
+        deadline = time.monotonic() + 10
+        while start_ticks(driver.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _write_record(record, pid=driver.pid, ticks=start_ticks(driver.pid), session=session)
+        assert start_watchdog(record) is not None
+        time.sleep(1.5)
+        assert agent.poll() is None and record.exists()  # the driver runs: nothing stopped
+        driver.kill()
+        driver.wait()
+        assert agent.wait(timeout=30) != 0  # stopped by the watchdog within its poll and grace time
+        deadline = time.monotonic() + 10
+        while record.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not record.exists()
+    finally:
+        for proc in (agent, driver):
+            proc.kill()
+            proc.wait()
+
+
+def test_the_watchdog_leaves_when_the_launch_ends_cleanly(tmp_path: Path) -> None:
+    from rnc.platform.local_ray import forget_local_ray, watch
+
+    session = tmp_path / "ray" / "session_clean"
+    agent = _holder(session / "logs" / "agent.log")
+    record = session_record_path(tmp_path / "storage", "exp")
+    try:
+        _write_record(record, pid=os.getpid(), ticks=start_ticks(os.getpid()), session=session)
+        forget_local_ray(record)  # the launch shut its Ray down and removed the record
+        assert watch(record, poll_s=0.05).stopped == []
+        assert agent.poll() is None
+    finally:
+        agent.kill()
+        agent.wait()
