@@ -12,6 +12,8 @@ and stand-alone runs use a GPU when torch sees one)::
         --standalone 10 --standalone-epochs 60 --device cuda   # CIFAR-10 at RNC's 64x64 (a GPU)
     python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 16 --per-class 100 \
         --test-per-class 100 --checkpoint DIR --standalone 20 --standalone-seeds 2   # CPU CIFAR-10 subset
+    python benchmarks/bench_supernet.py ... --standalone-json SA.json --recipe shrink=progressive \
+        --recipe distill=none   # retrain only the supernet with another recipe (docs/search.md, "Recipe options")
 
 Ranking fidelity: ``--standalone N`` subnets are drawn at random (seeded) from 400 random genomes, N of them
 evenly spaced in MACs so that the sample spans the space's size range; each is evaluated with inherited
