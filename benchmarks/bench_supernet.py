@@ -149,6 +149,9 @@ def main() -> None:
         "whenever torch sees one.",
     )
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="Supernet training batch (stand-alone training keeps 64)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--standalone", type=int, default=0, help="Subnets trained from scratch (Kendall tau).")
@@ -227,7 +230,7 @@ def main() -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             train_supernet(
                 space, splits, epochs=args.epochs, seed=args.seed, out_dir=args.train_dir, lr=args.lr, progress=True,
-                recipe=recipe,
+                batch_size=args.batch_size, recipe=recipe,
             )
             figures["train_wall_s"] = time.perf_counter() - wall
             figures["train_cpu_s"] = time.process_time() - cpu
