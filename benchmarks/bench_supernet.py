@@ -153,6 +153,10 @@ def main() -> None:
         "--batch-size", type=int, default=64, help="Supernet training batch (stand-alone training keeps 64)."
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--supernet-seed", type=int, default=None,
+        help="Seed of the supernet training only (default --seed; the data subset and the picks keep --seed).",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--standalone", type=int, default=0, help="Subnets trained from scratch (Kendall tau).")
     parser.add_argument("--standalone-epochs", type=int, default=10)
@@ -228,10 +232,12 @@ def main() -> None:
     if not args.only_standalone:
         if args.checkpoint is None:
             wall, cpu = time.perf_counter(), time.process_time()
+            supernet_seed = args.seed if args.supernet_seed is None else args.supernet_seed
             train_supernet(
-                space, splits, epochs=args.epochs, seed=args.seed, out_dir=args.train_dir, lr=args.lr, progress=True,
-                batch_size=args.batch_size, recipe=recipe,
+                space, splits, epochs=args.epochs, seed=supernet_seed, out_dir=args.train_dir, lr=args.lr,
+                progress=True, batch_size=args.batch_size, recipe=recipe,
             )
+            figures["supernet_seed"] = supernet_seed
             figures["train_wall_s"] = time.perf_counter() - wall
             figures["train_cpu_s"] = time.process_time() - cpu
             args.checkpoint = args.train_dir
