@@ -12,6 +12,8 @@ and stand-alone runs use a GPU when torch sees one)::
         --standalone 10 --standalone-epochs 60 --device cuda   # CIFAR-10 at RNC's 64x64 (a GPU)
     python benchmarks/bench_supernet.py --dataset cifar10 --data-root DIR --image-size 16 --per-class 100 \
         --test-per-class 100 --checkpoint DIR --standalone 20 --standalone-seeds 2   # CPU CIFAR-10 subset
+    python benchmarks/bench_supernet.py ... --standalone-json SA.json --recipe shrink=progressive \
+        --recipe distill=none   # retrain only the supernet with another recipe (docs/search.md, "Recipe options")
 
 Ranking fidelity: ``--standalone N`` subnets are drawn at random (seeded) from 400 random genomes, N of them
 evenly spaced in MACs so that the sample spans the space's size range; each is evaluated with inherited
@@ -113,6 +115,20 @@ def _tau_statistics(inherited: np.ndarray, standalone: np.ndarray, resamples: in
     }
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, VALUE read as JSON when it parses (else the text)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"bench_supernet: {flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="Reuse this supernet checkpoint instead of training one.")
@@ -133,7 +149,14 @@ def main() -> None:
         "whenever torch sees one.",
     )
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="Supernet training batch (stand-alone training keeps 64)."
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--supernet-seed", type=int, default=None,
+        help="Seed of the supernet training only (default --seed; the data subset and the picks keep --seed).",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--standalone", type=int, default=0, help="Subnets trained from scratch (Kendall tau).")
     parser.add_argument("--standalone-epochs", type=int, default=10)
@@ -166,6 +189,11 @@ def main() -> None:
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="Space option, VALUE in JSON (e.g. max_stages=3, widths=[16,32,64]); repeatable.",
     )
+    parser.add_argument(
+        "--recipe", action="append", default=[], metavar="KEY=VALUE",
+        help="Supernet training recipe option (rnc.search.supernet.recipe.SupernetRecipe: full_epochs, "
+        "random_subnets, distill=inplace|none, kd_temperature, shrink=none|progressive); repeatable.",
+    )
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the tau CI.")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
     args = parser.parse_args()
@@ -174,7 +202,13 @@ def main() -> None:
     from rnc.search.datasets import DatasetError, load_dataset
     from rnc.search.spaces import get_space
     from rnc.search.supernet import SubnetEvaluator, load_manifest
+    from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
     from rnc.search.supernet.training import train_standalone, train_supernet
+
+    try:
+        recipe = SupernetRecipe.from_options(_key_values(args.recipe, "--recipe"))
+    except (RecipeError, TypeError, ValueError) as exc:
+        raise SystemExit(f"bench_supernet: --recipe: {exc}") from None
 
     try:
         cifar = {"data_format": args.data_format, "per_class": args.per_class, "test_per_class": args.test_per_class}
@@ -188,27 +222,22 @@ def main() -> None:
         splits = _subset_splits(splits, args.train_subset, args.seed, test_rest=args.test_rest)
     elif args.test_rest:
         raise SystemExit("--test-rest needs --train-subset")
-    options = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+    options = _key_values(args.option, "--option")
     space = get_space(args.space, input_shape=splits.input_shape, **options)
     figures: dict = {
         "space": args.space, "space_options": options, "threads": args.threads, "image_size": args.image_size,
-        "train_images": len(splits.train), "test_images": len(splits.test),
+        "train_images": len(splits.train), "test_images": len(splits.test), "recipe": recipe.changed(),
     }
 
     if not args.only_standalone:
         if args.checkpoint is None:
             wall, cpu = time.perf_counter(), time.process_time()
+            supernet_seed = args.seed if args.supernet_seed is None else args.supernet_seed
             train_supernet(
-                space, splits, epochs=args.epochs, seed=args.seed, out_dir=args.train_dir, lr=args.lr, progress=True
+                space, splits, epochs=args.epochs, seed=supernet_seed, out_dir=args.train_dir, lr=args.lr,
+                progress=True, batch_size=args.batch_size, recipe=recipe,
             )
+            figures["supernet_seed"] = supernet_seed
             figures["train_wall_s"] = time.perf_counter() - wall
             figures["train_cpu_s"] = time.process_time() - cpu
             args.checkpoint = args.train_dir

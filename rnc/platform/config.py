@@ -116,6 +116,16 @@ class SupernetSpec(_Strict):
 
     epochs: int = Field(default=3, ge=1, le=10_000)
     cache_dir: str = "rnc-runs/supernets"
+    # training recipe (rnc.search.supernet.recipe.SupernetRecipe): distill, kd_temperature, shrink, ...
+    recipe: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("recipe")
+    @classmethod
+    def _recipe_valid(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from rnc.search.supernet.recipe import SupernetRecipe
+
+        SupernetRecipe.from_options(v)  # RecipeError (a ValueError) names the option
+        return v
 
 
 class HardwareSpec(_Strict):

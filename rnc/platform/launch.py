@@ -682,6 +682,7 @@ def ensure_supernet_remote(
         "data_root": config.dataset.root,
         "download": config.dataset.download,
         **config.dataset.supernet_options(),  # cifar10's source format and seeded per-class subsets
+        "recipe": dict(config.supernet.recipe),
         "progress": False,
     }
     gpus = int(resources.get("GPU", 0))

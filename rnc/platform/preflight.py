@@ -112,6 +112,7 @@ def _check_supernet(config: ExperimentConfig, cache_dir: Path) -> Path | None:
         space=config.space.name, space_options=dict(config.space.options), dataset=config.dataset.name,
         image_size=config.dataset.image_size, data_root=config.dataset.root, epochs=config.supernet.epochs,
         seed=config.seed, download=config.dataset.download, **config.dataset.supernet_options(),
+        recipe=dict(config.supernet.recipe),
     )
     target = cached_checkpoint_dir(spec, cache_dir)
     if target.exists():

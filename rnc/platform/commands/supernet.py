@@ -59,6 +59,11 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size", min=2, help="Batch size per worker."),
         lr: float = typer.Option(0.05, "--lr", min=0.0, help="Peak learning rate (SGD, cosine decay)."),
         options: list[str] = typer.Option([], "--option", help="Space option KEY=VALUE (repeatable)."),
+        recipe: list[str] = typer.Option(
+            [], "--recipe",
+            help="Training recipe option KEY=VALUE (repeatable): distill=inplace|none, kd_temperature=T, "
+            "shrink=none|progressive, full_epochs=N, random_subnets=N (docs/search.md).",
+        ),
         workers: int = typer.Option(1, "--workers", min=1, help="Ray Train workers (1: a plain local process)."),
         gpu: bool = typer.Option(False, "--gpu", help="Train on GPUs (one per worker, through Ray Train)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
@@ -74,6 +79,13 @@ def register(app: typer.Typer) -> None:
         check_names("search space", [space], sorted(SPACES), where="--space", error=UnknownSpaceError)
         check_names("dataset", [dataset], DATASETS, where="--dataset")
         space_options = _parse_options(options)
+        recipe_options = _parse_options(recipe)
+        from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
+
+        try:
+            SupernetRecipe.from_options(recipe_options)
+        except (RecipeError, TypeError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--recipe") from None
         get_space(space, **space_options)  # unknown or bad options fail here, before any training
         check_dataset_files(dataset, root=data_root, download=download, data_format=data_format)
         check_writable_dir(out, "--out")
@@ -81,7 +93,7 @@ def register(app: typer.Typer) -> None:
             space=space, space_options=space_options, dataset=dataset, image_size=image_size,
             data_root=None if data_root is None else str(data_root), epochs=epochs, seed=seed,
             batch_size=batch_size, lr=lr, download=download, data_format=data_format, per_class=per_class,
-            test_per_class=test_per_class,
+            test_per_class=test_per_class, recipe=recipe_options,
         )
         train_supernet_job(spec, out, num_workers=workers, use_gpu=gpu, progress=not quiet)
         manifest = load_manifest(out)

@@ -61,6 +61,16 @@ class SupernetSpec:
     data_format: str = "auto"  # cifar10: auto, torchvision or imagefolder
     per_class: int | None = None  # cifar10: seeded training subset, images per class (None: all)
     test_per_class: int | None = None  # cifar10: seeded test subset, images per class (None: all)
+    # training recipe options that differ from the defaults (rnc.search.supernet.recipe.SupernetRecipe fields:
+    # full_epochs, random_subnets, distill, kd_temperature, shrink)
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def training_recipe(self):
+        """The :class:`~rnc.search.supernet.recipe.SupernetRecipe` of :attr:`recipe` (raises
+        :class:`~rnc.search.supernet.recipe.RecipeError` for an unknown option or a bad value)."""
+        from rnc.search.supernet.recipe import SupernetRecipe
+
+        return SupernetRecipe.from_options(self.recipe)
 
     def dataset_options(self) -> dict[str, Any]:
         """The cifar10 options that differ from their defaults, as ``load_dataset`` keywords."""
@@ -74,6 +84,9 @@ class SupernetSpec:
         for name, default in _DATASET_DEFAULTS.items():  # keys of specs without them stay as they were
             if data[name] == default:
                 del data[name]
+        data["recipe"] = self.training_recipe().changed()  # the default recipe leaves the key as it was
+        if not data["recipe"]:
+            del data["recipe"]
         data["package_version"] = rnc.__version__
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -203,12 +216,14 @@ def ensure_supernet(
     data_format: str = "auto",
     per_class: int | None = None,
     test_per_class: int | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> Path:
     """The checkpoint directory of this supernet: reused from ``cache_dir`` when present, trained otherwise.
 
     ``train_fn(spec, out_dir)`` trains into ``out_dir`` (default: :func:`rnc.search.supernet.training.train_from_spec`
     in this process; the platform passes a Ray Train one). ``data_format``, ``per_class`` and ``test_per_class``
-    select cifar10's source and seeded subsets (:mod:`rnc.search.cifar10`). Training writes to a temporary
+    select cifar10's source and seeded subsets (:mod:`rnc.search.cifar10`); ``recipe`` the training recipe's
+    options (:class:`~rnc.search.supernet.recipe.SupernetRecipe`). Training writes to a temporary
     sibling directory that is renamed when complete, so an interrupted run never leaves a half checkpoint behind.
     """
     spec = SupernetSpec(
@@ -216,7 +231,7 @@ def ensure_supernet(
         image_size=None if image_size is None else int(image_size),
         data_root=None if data_root is None else str(data_root), epochs=int(epochs), seed=int(seed),
         batch_size=int(batch_size), lr=float(lr), download=bool(download), data_format=data_format,
-        per_class=per_class, test_per_class=test_per_class,
+        per_class=per_class, test_per_class=test_per_class, recipe=dict(recipe or {}),
     )
     key = spec.key()
     cache = Path(cache_dir).expanduser()

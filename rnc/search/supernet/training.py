@@ -13,6 +13,12 @@ Schedule (once-for-all, Cai et al. ICLR 2020; BigNAS, Yu et al. ECCV 2020):
    one optimizer step. ``random_subnets`` defaults to the space's ``supernet_random_subnets`` (2; 4 for
    ``imc-blocks``, whose paths share less).
 
+A :class:`~rnc.search.supernet.recipe.SupernetRecipe` changes this: the students learn the labels instead of
+the teacher (``distill="none"``) or a softened teacher (``kd_temperature``), and with ``shrink="progressive"``
+the sandwich samples only the choices that once-for-all's progressive shrinking has opened by that epoch
+(:class:`~rnc.search.supernet.recipe.ShrinkSchedule`: kernel/block, then depth, then width); channels are then
+sorted when the width dimension opens rather than when the sandwich starts.
+
 Optimizer: SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` on conv/linear weights only, cosine
 learning-rate decay per step after a one-epoch linear warm-up. Randomness (weights, data order,
 augmentation, sampled subnets) follows ``seed``.
@@ -30,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ from torch.utils.data import DataLoader
 
 import rnc
 from rnc.search.device import select_device
+from rnc.search.supernet.recipe import ShrinkSchedule, SupernetRecipe
 
 
 @dataclass
@@ -87,6 +94,41 @@ def _soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> tor
     return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def student_loss(
+    logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, recipe: SupernetRecipe
+) -> torch.Tensor:
+    """Loss of one smaller subnet of a sandwich step: ``logits`` (N, classes) against the teacher's detached
+    ``teacher_logits`` (N, classes) with ``recipe.distill == "inplace"`` (soft cross-entropy at temperature
+    ``T``, scaled by ``T ** 2``: Hinton et al. 2015), else against ``labels`` (N,) with label smoothing 0.1."""
+    if recipe.distill == "none":
+        return F.cross_entropy(logits, labels, label_smoothing=0.1)
+    t = recipe.kd_temperature
+    target = F.softmax(teacher_logits.detach() / t, dim=1)
+    return _soft_cross_entropy(logits / t, target) * (t * t)
+
+
+def sandwich_step(
+    model: nn.Module,
+    supernet: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    largest: np.ndarray,
+    students: list[np.ndarray],
+    recipe: SupernetRecipe,
+) -> torch.Tensor:
+    """Accumulate the gradients of one step: the largest subnet on the labels, then every genome of
+    ``students`` (:func:`student_loss`); returns the largest subnet's logits (detached). The caller zeroes
+    the gradients before and steps the optimizer after."""
+    supernet.set_active(largest)
+    logits = model(images)
+    F.cross_entropy(logits, labels, label_smoothing=0.1).backward()
+    teacher = logits.detach()
+    for genome in students:
+        supernet.set_active(genome)
+        student_loss(model(images), labels, teacher, recipe).backward()
+    return teacher
+
+
 def train_supernet(
     space,
     splits,
@@ -105,8 +147,13 @@ def train_supernet(
     prepare_model: Callable[[nn.Module], nn.Module] | None = None,
     prepare_data_loader: Callable[[DataLoader], DataLoader] | None = None,
     manifest_extra: dict[str, Any] | None = None,
+    recipe: SupernetRecipe | None = None,
 ) -> TrainResult:
     """Train ``space``'s supernet on ``splits.train``; with ``out_dir``, write a checkpoint there.
+
+    ``recipe`` (:class:`~rnc.search.supernet.recipe.SupernetRecipe`, default: the plain sandwich rule with
+    in-place distillation) chooses distillation and progressive shrinking; ``full_epochs`` and
+    ``random_subnets``, when given, override the recipe's.
 
     After training, the largest and smallest subnets are measured (batch-norm recalibrated on ``calib``,
     top-1 on ``test``) and written to the manifest's ``metrics`` with the training time and throughput.
@@ -125,7 +172,10 @@ def train_supernet(
         )
     if splits.num_classes != space.num_classes:
         raise ValueError(f"dataset has {splits.num_classes} classes, space {space.name!r} {space.num_classes}")
+    recipe = recipe or SupernetRecipe()
+    full_epochs = recipe.full_epochs if full_epochs is None else full_epochs
     full_epochs = epochs // 4 if full_epochs is None else max(0, min(int(full_epochs), epochs))
+    random_subnets = recipe.random_subnets if random_subnets is None else random_subnets
     if random_subnets is None:
         random_subnets = int(getattr(space, "supernet_random_subnets", 2))
     if random_subnets < 0:
@@ -157,7 +207,9 @@ def train_supernet(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / lr)
     parameters = list(supernet.parameters())
-    largest, smallest = space.largest(), space.smallest()
+    largest = space.largest()
+    schedule = ShrinkSchedule(space, epochs=epochs, full_epochs=full_epochs, progressive=recipe.shrink == "progressive")
+    sort_at = next((p.start for p in schedule.phases if p.dimension == "width"), full_epochs)
     history: list[dict[str, float]] = []
     images_seen = 0
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -179,7 +231,7 @@ def train_supernet(
         task = bar.add_task(f"{space.name}", total=total_steps, status="")
         for epoch in range(epochs):
             sandwich = epoch >= full_epochs
-            if sandwich and epoch == full_epochs and hasattr(supernet, "sort_channels"):
+            if sandwich and epoch == sort_at and hasattr(supernet, "sort_channels"):
                 supernet.sort_channels(optimizer)
             if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
                 loader.sampler.set_epoch(epoch)
@@ -189,16 +241,13 @@ def train_supernet(
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                supernet.set_active(largest)
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
-                loss.backward()
+                students = []
                 if sandwich:
-                    teacher = F.softmax(logits.detach(), dim=1)
-                    students = [smallest] + [space.sample(arch_rng) for _ in range(random_subnets)]
-                    for genome in students:
-                        supernet.set_active(genome)
-                        _soft_cross_entropy(model(images), teacher).backward()
+                    students = [schedule.smallest(epoch)] + [
+                        schedule.sample(arch_rng, epoch) for _ in range(random_subnets)
+                    ]
+                logits = sandwich_step(model, supernet, images, labels, largest, students, recipe)
+                loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
                 _clip_grad_norm(parameters, 5.0)
                 optimizer.step()
                 scheduler.step()
@@ -209,7 +258,7 @@ def train_supernet(
             images_seen += seen
             metrics = {
                 "epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), "train_accuracy": correct / max(1, seen),
-                "lr": scheduler.get_last_lr()[0], "phase": "sandwich" if sandwich else "full",
+                "lr": scheduler.get_last_lr()[0], "phase": schedule.phase_name(epoch),
             }
             history.append(metrics)
             if show and not bar.console.is_terminal:  # a file or pipe gets one line per epoch
@@ -234,7 +283,7 @@ def train_supernet(
         / max(train_seconds, 1e-9),
         "final_train_loss": history[-1]["train_loss"],
     }
-    for label, genome in (("largest", largest), ("smallest", smallest)):
+    for label, genome in (("largest", largest), ("smallest", space.smallest())):
         subnet = supernet.extract(genome).to(device, memory_format=torch.channels_last)
         subnet = recalibrate_batchnorm(subnet, calib)
         final[f"{label}_test_accuracy"] = top1_accuracy(subnet, test)
@@ -249,7 +298,10 @@ def train_supernet(
             "epochs": epochs, "seed": seed,
             "training": {
                 "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "full_epochs": full_epochs,
-                "random_subnets": random_subnets, "rule": "sandwich+inplace-distillation",
+                "random_subnets": random_subnets,
+                "rule": "sandwich+inplace-distillation" if recipe.distill == "inplace" else "sandwich",
+                "recipe": {**asdict(recipe), "full_epochs": full_epochs, "random_subnets": random_subnets},
+                "shrink_phases": [asdict(p) for p in schedule.phases],
                 "world_size": torch.distributed.get_world_size() if _distributed() else 1,
                 "device": str(device),
             },
@@ -297,7 +349,7 @@ def train_from_spec(spec, out_dir: str | Path, *, progress: bool = True, **kwarg
     space, splits = prepare_training(spec)
     return train_supernet(
         space, splits, epochs=spec.epochs, seed=spec.seed, out_dir=out_dir, batch_size=spec.batch_size,
-        lr=spec.lr, progress=progress, manifest_extra={"key": spec.key()}, **kwargs,
+        lr=spec.lr, progress=progress, manifest_extra={"key": spec.key()}, recipe=spec.training_recipe(), **kwargs,
     )
 
 

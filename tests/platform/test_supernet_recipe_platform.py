@@ -1,0 +1,34 @@
+"""The supernet training recipe reached from a launch config and from ``rnc-platform supernet train``."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from rnc.platform.cli import app
+from rnc.platform.config import ConfigError, validate_config
+
+MINIMAL = {
+    "name": "t", "space": {"name": "mbv3"}, "searchers": [{"name": "nsga2"}],
+    "objectives": [{"name": "latency"}, {"name": "accuracy"}],
+}
+
+
+def test_config_recipe_is_validated_with_the_field_named():
+    config = validate_config({**MINIMAL, "supernet": {"recipe": {"shrink": "progressive"}}}, where="exp.yaml")
+    assert config.supernet.recipe == {"shrink": "progressive"}
+    assert validate_config(MINIMAL, where="exp.yaml").supernet.recipe == {}
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, "supernet": {"recipe": {"shrink": "sometimes"}}}, where="exp.yaml")
+    text = str(err.value)
+    assert "supernet.recipe:" in text and "shrink" in text and "progressive" in text and "\n" not in text
+
+
+def test_cli_bad_recipe_exits_2_before_training(tmp_path):
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(
+        app, ["supernet", "train", "--space", "mbv3", "--epochs", "1", "--out", str(out), "--recipe", "distill=teacher"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "distill" in result.output and "inplace" in result.output
+    assert not out.exists()

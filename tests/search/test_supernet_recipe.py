@@ -1,0 +1,238 @@
+"""Supernet training recipe: distillation loss, sandwich step, progressive shrinking schedule (tiny settings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Subset
+
+import rnc
+from rnc.search.datasets import load_dataset
+from rnc.search.spaces import get_space
+from rnc.search.supernet import load_manifest, train_supernet
+from rnc.search.supernet.checkpoint import SupernetSpec
+from rnc.search.supernet.recipe import RecipeError, ShrinkSchedule, SupernetRecipe, gene_dimension
+from rnc.search.supernet.training import sandwich_step, student_loss
+
+IMC = {"max_stages": 4, "widths": [16, 24, 32, 48, 64]}  # the CIFAR-10 CPU protocol's imc-blocks space
+
+
+def _imc_space(**kw):
+    return get_space("imc-blocks", input_shape=(3, 16, 16), num_classes=10, **{**IMC, **kw})
+
+
+def _genes(space, prefix_or_name):
+    return [i for i, g in enumerate(space.genes) if g.name.endswith(prefix_or_name)]
+
+
+# -- distillation loss ------------------------------------------------------------------------------------
+
+
+def test_inplace_distillation_matches_the_teachers_soft_targets_by_hand():
+    # teacher logits [0, ln 3] -> soft targets [1/4, 3/4]; student logits [0, 0] -> log-probabilities ln(1/2):
+    # soft cross-entropy = -(1/4 + 3/4) ln(1/2) = ln 2, whatever the label
+    teacher = torch.tensor([[0.0, math.log(3.0)]], requires_grad=True)
+    student = torch.tensor([[0.0, 0.0]])
+    for label in (0, 1):
+        loss = student_loss(student, torch.tensor([label]), teacher, SupernetRecipe())
+        assert float(loss) == pytest.approx(math.log(2.0))
+    # a student that copies the teacher reaches the teacher's entropy: -(1/4 ln 1/4 + 3/4 ln 3/4)
+    copy = student_loss(teacher.detach().clone(), torch.tensor([0]), teacher, SupernetRecipe())
+    assert float(copy) == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    # temperature 2: a uniform student still costs ln 2 per sample, times T^2 = 4
+    hot = student_loss(student, torch.tensor([0]), teacher, SupernetRecipe(kd_temperature=2.0))
+    assert float(hot) == pytest.approx(4 * math.log(2.0))
+    # the teacher's targets are detached: no gradient flows back into the teacher
+    student_param = student.clone().requires_grad_(True)
+    student_loss(student_param, torch.tensor([0]), teacher, SupernetRecipe()).backward()
+    assert teacher.grad is None and student_param.grad is not None
+    # d/dz soft-CE = softmax(z) - target = [1/2 - 1/4, 1/2 - 3/4]
+    torch.testing.assert_close(student_param.grad, torch.tensor([[0.25, -0.25]]))
+
+
+def test_no_distillation_uses_the_labels_with_label_smoothing():
+    # logits [0, 0, ln 2] -> p = [1/4, 1/4, 1/2]; label 2, smoothing 0.1 over 3 classes: target
+    # [1/30, 1/30, 0.9 + 1/30]; loss = (2/30) ln 4 + (28/30) ln 2 = (32/30) ln 2; the teacher plays no part
+    logits = torch.tensor([[0.0, 0.0, math.log(2.0)]])
+    for teacher in (torch.zeros(1, 3), torch.tensor([[5.0, 0.0, 0.0]])):
+        loss = student_loss(logits, torch.tensor([2]), teacher, SupernetRecipe(distill="none"))
+        assert float(loss) == pytest.approx(32 / 30 * math.log(2.0))
+
+
+# -- sandwich step --------------------------------------------------------------------------------------------
+
+
+def test_sandwich_step_trains_the_largest_and_the_smallest_subnet():
+    space = _imc_space()
+    torch.manual_seed(0)
+    supernet = space.build_supernet()
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    largest, smallest = space.largest(), space.smallest()
+    # the largest runs 4 stages of 'res' blocks and the 4-stage head; the smallest one 'vgg' stage of depth 1,
+    # width 16, and the 1-stage head: parameters only the smallest uses get a gradient only from a student
+    small_head, big_head = supernet.classifiers[0].weight, supernet.classifiers[3].weight
+    small_conv = supernet.stages[0].candidates["vgg"].layers[0].conv.weight
+    sandwich_step(supernet, supernet, images, labels, largest, [], SupernetRecipe())
+    assert big_head.grad is not None and float(big_head.grad.abs().sum()) > 0
+    assert small_head.grad is None and small_conv.grad is None
+    supernet.zero_grad(set_to_none=True)
+    sandwich_step(supernet, supernet, images, labels, largest, [smallest], SupernetRecipe())
+    assert float(big_head.grad.abs().sum()) > 0 and float(small_head.grad.abs().sum()) > 0
+    # the smallest subnet trains only its first 16 channels of the first vgg conv
+    assert float(small_conv.grad[:16].abs().sum()) > 0 and float(small_conv.grad[16:].abs().sum()) == 0
+
+
+def test_sandwich_step_accumulates_the_student_gradient_of_the_teachers_soft_targets():
+    space = _imc_space()
+    torch.manual_seed(1)
+    supernet = space.build_supernet()
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    largest, smallest = space.largest(), space.smallest()
+    sandwich_step(supernet, supernet, images, labels, largest, [smallest], SupernetRecipe())
+    both = supernet.classifiers[0].weight.grad.clone()
+    # the same gradient by hand: the smallest subnet's soft cross-entropy to the largest's softmax
+    supernet.zero_grad(set_to_none=True)
+    supernet.set_active(largest)
+    with torch.no_grad():
+        target = torch.softmax(supernet(images), dim=1)
+    supernet.set_active(smallest)
+    (-(target * torch.log_softmax(supernet(images), dim=1)).sum(1).mean()).backward()
+    torch.testing.assert_close(both, supernet.classifiers[0].weight.grad)
+
+
+# -- progressive shrinking ---------------------------------------------------------------------------------
+
+
+def test_gene_dimensions_from_names():
+    assert [gene_dimension(n) for n in ("s1_b2_kernel", "conv1.kernel", "s2_block", "s3_depth", "num_stages")] == [
+        "kernel", "kernel", "block", "depth", "depth"]
+    assert [gene_dimension(n) for n in ("s1_width", "s4_b4_expand", "conv1.crossbar", "hw.adc_bits")] == [
+        "width", "width", None, None]
+
+
+def test_progressive_schedule_active_choices_per_epoch():
+    space = _imc_space()  # genes: num_stages (4 choices); per stage block (3), depth (3), width (5)
+    schedule = ShrinkSchedule(space, epochs=10, full_epochs=2, progressive=True)
+    # remaining 8 epochs split in three: round(linspace(2, 10, 4)) = 2, 5, 7, 10
+    assert [(p.dimension, p.start, p.full_from, p.stop) for p in schedule.phases] == [
+        ("block", 2, 3, 5), ("depth", 5, 6, 7), ("width", 7, 8, 10)]
+    blocks, depths, widths = _genes(space, "_block"), _genes(space, "_depth"), _genes(space, "_width")
+    stages = [0]
+
+    def lows(epoch):
+        low = schedule.lows(epoch)
+        return {int(low[blocks].max()), int(low[blocks].min())}, int(low[stages][0]), \
+            {int(v) for v in low[depths]}, {int(v) for v in low[widths]}
+
+    # (block lows, num_stages low, depth lows, width lows); not opened: largest index (2, 3, 2, 4)
+    assert lows(2) == ({1}, 3, {2}, {4})  # blocks: mvgg/res first (3 // 2 = 1)
+    assert lows(3) == lows(4) == ({0}, 3, {2}, {4})
+    assert lows(5) == ({0}, 2, {1}, {4})  # stages 3-4, depths 2-3 first
+    assert lows(6) == ({0}, 0, {0}, {4})
+    assert lows(7) == ({0}, 0, {0}, {2})  # widths 32/48/64 first
+    assert lows(8) == lows(9) == ({0}, 0, {0}, {0})
+    assert [schedule.phase_name(e) for e in range(10)] == [
+        "full", "full", "shrink-block", "shrink-block", "shrink-block", "shrink-depth", "shrink-depth",
+        "shrink-width", "shrink-width", "shrink-width"]
+    rng = np.random.default_rng(0)
+    drawn = np.stack([schedule.sample(rng, 2) for _ in range(300)])
+    assert set(drawn[:, blocks].ravel()) == {1, 2} and set(drawn[:, widths].ravel()) == {4}
+    assert set(drawn[:, depths].ravel()) == {2} and set(drawn[:, 0]) == {3}
+    np.testing.assert_array_equal(schedule.smallest(5), schedule.lows(5))
+
+
+def test_mbv3_schedule_opens_kernel_then_depth_then_expand():
+    space = get_space("mbv3", resolution=16)
+    schedule = ShrinkSchedule(space, epochs=8, full_epochs=2, progressive=True)
+    assert [p.dimension for p in schedule.phases] == ["kernel", "depth", "width"]
+    low = schedule.lows(2)  # kernel phase [2, 4), first half: kernels {5, 7}; depth {4}; expand {6}
+    names = [g.name for g in space.genes]
+    assert {int(low[i]) for i, n in enumerate(names) if n.endswith("kernel")} == {1}
+    assert {int(low[i]) for i, n in enumerate(names) if n.endswith("depth") or n.endswith("expand")} == {2}
+
+
+def test_without_shrinking_the_schedule_is_the_spaces_own_sampler():
+    space = _imc_space()
+    schedule = ShrinkSchedule(space, epochs=10, full_epochs=2, progressive=False)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    for epoch in (2, 9):
+        np.testing.assert_array_equal(schedule.sample(a, epoch), space.sample(b))
+        np.testing.assert_array_equal(schedule.smallest(epoch), space.smallest())
+    assert schedule.phase_name(1) == "full" and schedule.phase_name(2) == "sandwich"
+
+
+def test_progressive_training_samples_only_opened_choices(monkeypatch):
+    splits = load_dataset("digits", image_size=8)
+    splits = dataclasses.replace(splits, train=Subset(splits.train, range(128)), test=Subset(splits.test, range(64)))
+    space = get_space("imc-blocks", input_shape=(3, 8, 8), max_stages=2, widths=[8, 16])
+    calls: list[np.ndarray] = []
+    build = space.build_supernet
+
+    def spying_build():
+        supernet = build()
+        original = supernet.set_active
+
+        def set_active(genome):
+            calls.append(np.array(genome))
+            original(genome)
+
+        supernet.set_active = set_active
+        return supernet
+
+    monkeypatch.setattr(space, "build_supernet", spying_build)
+    marks: list[int] = []
+    recipe = SupernetRecipe(shrink="progressive", full_epochs=1)
+    result = train_supernet(space, splits, epochs=7, seed=0, batch_size=64, progress=False, recipe=recipe,
+                            report=lambda _m: marks.append(len(calls)))
+    # round(linspace(1, 7, 4)) = 1, 3, 5, 7: block [1, 3), depth [3, 5), width [5, 7), each half "larger half"
+    assert [h["phase"] for h in result.history] == ["full"] + ["shrink-block"] * 2 + ["shrink-depth"] * 2 + [
+        "shrink-width"] * 2
+    per_epoch = [np.stack(calls[a:b]) for a, b in zip([0, *marks[:-1]], marks, strict=True)]
+    blocks, depths, widths = _genes(space, "_block"), _genes(space, "_depth"), _genes(space, "_width")
+    top = space.largest()
+    assert (per_epoch[0] == top).all()  # the largest subnet alone
+    fixed = [0, *depths, *widths]  # num_stages, depths and widths stay at their largest during the block phase
+    assert (per_epoch[1][:, blocks] >= 1).all() and (per_epoch[1][:, fixed] == top[fixed]).all()
+    assert (per_epoch[2][:, blocks] == 0).any() and (per_epoch[2][:, widths] == 1).all()
+    assert (per_epoch[3][:, depths] >= 1).all() and (per_epoch[4][:, depths] == 0).any()
+    assert (per_epoch[4][:, widths] == 1).all() and (per_epoch[6][:, widths] == 0).any()
+
+
+# -- options, spec and cache key --------------------------------------------------------------------------
+
+
+def test_recipe_options_are_checked():
+    assert SupernetRecipe.from_options({"shrink": "progressive", "kd_temperature": "2"}).kd_temperature == 2.0
+    for bad, word in (({"shrink": "ofa"}, "shrink"), ({"distill": "teacher"}, "distill"),
+                      ({"kd_temperature": 0}, "kd_temperature"), ({"epochs": 3}, "unknown")):
+        with pytest.raises(RecipeError, match=word):
+            SupernetRecipe.from_options(bad)
+
+
+def test_default_recipe_keeps_the_cache_key_and_a_change_moves_it():
+    spec = SupernetSpec(space="mbv3", epochs=3)
+    # the key as it was before recipes existed: sha256 of the spec's fields without recipe, data_root, download
+    data = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("recipe", "data_format", "per_class",
+                                                                             "test_per_class")}
+    data.update(data_root=None, download=None, package_version=rnc.__version__)
+    before = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    assert spec.key() == before
+    assert dataclasses.replace(spec, recipe={"distill": "inplace"}).key() == before
+    assert dataclasses.replace(spec, recipe={"shrink": "progressive"}).key() != before
+
+
+def test_recipe_recorded_in_the_manifest(tmp_path):
+    splits = load_dataset("digits", image_size=8)
+    splits = dataclasses.replace(splits, train=Subset(splits.train, range(64)), test=Subset(splits.test, range(32)))
+    space = get_space("imc-blocks", input_shape=(3, 8, 8), max_stages=2, widths=[8, 16])
+    train_supernet(space, splits, epochs=2, seed=0, batch_size=32, out_dir=tmp_path, progress=False,
+                   recipe=SupernetRecipe(distill="none", random_subnets=1))
+    training = load_manifest(tmp_path)["training"]
+    assert training["rule"] == "sandwich" and training["random_subnets"] == 1
+    assert training["recipe"]["distill"] == "none" and training["recipe"]["full_epochs"] == 0
