@@ -5,7 +5,7 @@ pulling in the training loop):
 
 - :func:`train_supernet` (:mod:`.training`) -- sandwich-rule training with in-place distillation;
 - :class:`SubnetEvaluator` (:mod:`.evaluate`) -- batch-norm recalibration + top-1 of any subnet;
-- :func:`ensure_supernet`, :func:`load_manifest`, :func:`save_checkpoint` (:mod:`.checkpoint`).
+- :func:`ensure_supernet` (:mod:`.cache`); :func:`load_manifest`, :func:`save_checkpoint` (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _EXPORTS = {
     "SubnetEvaluator": "evaluate",
     "recalibrate_batchnorm": "evaluate",
     "top1_accuracy": "evaluate",
-    "ensure_supernet": "checkpoint",
+    "ensure_supernet": "cache",
     "load_manifest": "checkpoint",
     "load_supernet": "checkpoint",
     "save_checkpoint": "checkpoint",
