@@ -81,9 +81,10 @@ def default_pool_sizes(
 ) -> PoolSizes:
     """Pool sizes from the config, or from the cluster's resources where the config leaves them out.
 
-    Defaults: with GPUs, one evaluator per GPU (each takes a whole GPU) and the remaining CPUs, less one for the
-    trials, to simulators; without GPUs, a quarter of the CPUs (at least one) to evaluators and the rest, less
-    one, to simulators (at least one). No evaluators when no objective or constraint needs accuracy.
+    Defaults: with GPUs, one evaluator per GPU (each takes a whole GPU); without GPUs, a quarter of the CPUs (at
+    least one) to evaluators. Simulators get the CPUs left after the evaluators' own (``evaluator_cpus`` each, which
+    Ray reserves whether or not the evaluator has a GPU) and one for the trials (at least one simulator). No
+    evaluators when no objective or constraint needs accuracy.
     """
     cpus = int(resources.get("CPU", 1))
     gpus = int(resources.get("GPU", 0))
@@ -97,7 +98,7 @@ def default_pool_sizes(
     if n_eval and gpus > 0:
         gpu_share = 1.0 if n_eval <= gpus else math.floor(gpus / n_eval * 100) / 100
     if simulators is None:
-        eval_cpu_total = 0 if gpus > 0 else n_eval * evaluator_cpus
+        eval_cpu_total = n_eval * evaluator_cpus  # a GPU evaluator still reserves its CPUs: never oversubscribe
         simulators = max(1, int((cpus - eval_cpu_total - 1) // simulator_cpus))
     return PoolSizes(simulators, n_eval, simulator_cpus, evaluator_cpus, gpu_share)
 

@@ -18,7 +18,10 @@ def test_pool_sizes_from_resources() -> None:
     big = default_pool_sizes({"CPU": 16}, needs_accuracy=True)
     assert (big.simulators, big.evaluators) == (11, 4)
     gpus = default_pool_sizes({"CPU": 16, "GPU": 2}, needs_accuracy=True)
-    assert (gpus.simulators, gpus.evaluators, gpus.evaluator_gpus) == (15, 2, 1.0)
+    # 16 CPUs - 2 evaluators x 1 CPU (Ray reserves them beside their GPU) - 1 for the trials = 13 simulators
+    assert (gpus.simulators, gpus.evaluators, gpus.evaluator_gpus) == (13, 2, 1.0)
+    pool_cpus = gpus.simulators * gpus.simulator_cpus + gpus.evaluators * gpus.evaluator_cpus
+    assert pool_cpus <= 16 - 1  # the pools fit the cluster with a CPU left for the trials
     shared = default_pool_sizes({"CPU": 16, "GPU": 1}, needs_accuracy=True, evaluators=4)
     assert (shared.evaluators, shared.evaluator_gpus) == (4, 0.25)
     sim_only = default_pool_sizes({"CPU": 8}, needs_accuracy=False)
