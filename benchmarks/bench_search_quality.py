@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rnc.options import OptionError, parse_key_values
 from rnc.search.pareto import hypervolume_curve, normalize
 from rnc.search.searchers import make_searcher
 
@@ -181,16 +182,7 @@ def parse_searcher(spec: str) -> tuple[str, dict[str, Any]]:
     """``"bayes"`` or ``"bayes:n_ei_candidates=96,encoding=categorical"`` -> (name, options); values are JSON when
     they parse as JSON, strings otherwise."""
     name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--searchers {spec!r}: options are KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return name, options
+    return name, parse_key_values(filter(None, rest.split(",")), flag=f"--searchers {name}:")
 
 
 def run_search(problem: Any, spec: str, seed: int, evaluations: int, batch: int, progress: Progress, task: Any):
@@ -262,15 +254,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     console = Console()
 
     if args.problem == "mbv3":
-        options: dict[str, Any] = {}
-        for item in args.option:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
-            try:
-                options[key.strip()] = json.loads(value)
-            except json.JSONDecodeError:
-                options[key.strip()] = value
+        options = parse_key_values(args.option, flag="--option")
         problem: Any = Mbv3Problem(
             budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir, resolution=args.resolution,
             space=args.space, options=options, dataset=args.dataset, data_root=args.data_root,
@@ -421,4 +405,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OptionError as exc:
+        raise SystemExit(f"bench_search_quality: {exc}") from None

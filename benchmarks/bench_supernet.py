@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnc.options import OptionError, parse_key_values
+
 
 def _pick_genomes(space, n: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -113,20 +115,6 @@ def _tau_statistics(inherited: np.ndarray, standalone: np.ndarray, resamples: in
         "noise_ceiling_tau_mean": float(np.nanmean(ceiling)),
         "noise_ceiling_tau_ci95": [float(np.nanpercentile(ceiling, 2.5)), float(np.nanpercentile(ceiling, 97.5))],
     }
-
-
-def _key_values(items: list[str], flag: str) -> dict:
-    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, VALUE read as JSON when it parses (else the text)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"bench_supernet: {flag} {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def main() -> None:
@@ -206,7 +194,7 @@ def main() -> None:
     from rnc.search.supernet.training import train_standalone, train_supernet
 
     try:
-        recipe = SupernetRecipe.from_options(_key_values(args.recipe, "--recipe"))
+        recipe = SupernetRecipe.from_options(parse_key_values(args.recipe, flag="--recipe"))
     except (RecipeError, TypeError, ValueError) as exc:
         raise SystemExit(f"bench_supernet: --recipe: {exc}") from None
 
@@ -222,7 +210,10 @@ def main() -> None:
         splits = _subset_splits(splits, args.train_subset, args.seed, test_rest=args.test_rest)
     elif args.test_rest:
         raise SystemExit("--test-rest needs --train-subset")
-    options = _key_values(args.option, "--option")
+    try:
+        options = parse_key_values(args.option, flag="--option")
+    except OptionError as exc:
+        raise SystemExit(f"bench_supernet: {exc}") from None
     space = get_space(args.space, input_shape=splits.input_shape, **options)
     figures: dict = {
         "space": args.space, "space_options": options, "threads": args.threads, "image_size": args.image_size,

@@ -292,6 +292,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "did you mean 'digits'"),
     ("train-bad-option", ["supernet", "train", "--epochs", "1", "--out", "ck", "--option", "resolution"],
      "KEY=VALUE"),
+    ("train-bad-recipe-item", ["supernet", "train", "--epochs", "1", "--out", "ck", "--recipe", "distill"],
+     "--recipe 'distill': expected KEY=VALUE"),
     ("train-unknown-option", ["supernet", "train", "--epochs", "1", "--out", "ck", "--option", "resolutin=16"],
      "did you mean 'resolution'"),
     ("train-zero-epochs", ["supernet", "train", "--epochs", "0", "--out", "ck"], "--epochs"),

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rnc.options import parse_key_values
+
 GENOME_HELP = (
     "largest, smallest, random (seeded by --seed), a JSON list of choice indices, or a JSON object of gene "
     "values (see `rnc-platform spaces --json`)."
 )
-
-
-def _parse_options(items: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(
-                f"{item!r}: expected KEY=VALUE, e.g. --option width_mult=0.5", param_hint="--option"
-            )
-        try:
-            options[key] = json.loads(text)
-        except json.JSONDecodeError:
-            options[key] = text
-    return options
 
 
 def register(app: typer.Typer) -> None:
@@ -78,8 +64,8 @@ def register(app: typer.Typer) -> None:
 
         check_names("search space", [space], sorted(SPACES), where="--space", error=UnknownSpaceError)
         check_names("dataset", [dataset], DATASETS, where="--dataset")
-        space_options = _parse_options(options)
-        recipe_options = _parse_options(recipe)
+        space_options = parse_key_values(options, flag="--option", example="width_mult=0.5")
+        recipe_options = parse_key_values(recipe, flag="--recipe", example="random_subnets=8")
         from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
 
         try:
