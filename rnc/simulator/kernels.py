@@ -461,6 +461,12 @@ def _grow(a, n):
     return out
 
 
+@njit(cache=True)
+def _grow_placements(pl_box, pl_bin, pl_x, pl_y, pl_copy, n):
+    """The five placement columns grown together to hold at least ``n`` rows (contents kept)."""
+    return _grow(pl_box, n), _grow(pl_bin, n), _grow(pl_x, n), _grow(pl_y, n), _grow(pl_copy, n)
+
+
 # ------------------------------------------------------------------------------------------------------
 # The compiler
 # ------------------------------------------------------------------------------------------------------
@@ -869,11 +875,8 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         break
                     need = npl + ptr[layer + 1] - ptr[layer]
                     if need > pl_box.shape[0]:
-                        pl_box = _grow(pl_box, need)
-                        pl_bin = _grow(pl_bin, need)
-                        pl_x = _grow(pl_x, need)
-                        pl_y = _grow(pl_y, need)
-                        pl_copy = _grow(pl_copy, need)
+                        pl_box, pl_bin, pl_x, pl_y, pl_copy = _grow_placements(pl_box, pl_bin, pl_x, pl_y, pl_copy,
+                                                                               need)
                     txn += 1
                     ok, nopen, npl = _add_copy(layer, copies[layer], _v(ptr), _v(b_h), _v(b_w), _v(b_cls), _v(cls_r),
                                                _v(cls_c), share, _v(free), _v(nfree), _v(maxw), _v(maxh), _v(bcls),
@@ -924,11 +927,8 @@ def finish_kernel(base, in_channels, out_channels, rows, kernel_area, positions,
                         break
                     need = npl + ptr[layer + 1] - ptr[layer]
                     if need > pl_box.shape[0]:
-                        pl_box = _grow(pl_box, need)
-                        pl_bin = _grow(pl_bin, need)
-                        pl_x = _grow(pl_x, need)
-                        pl_y = _grow(pl_y, need)
-                        pl_copy = _grow(pl_copy, need)
+                        pl_box, pl_bin, pl_x, pl_y, pl_copy = _grow_placements(pl_box, pl_bin, pl_x, pl_y, pl_copy,
+                                                                               need)
                     txn += 1
                     ok, nopen, npl = _add_copy(layer, copies[layer], _v(ptr), _v(b_h), _v(b_w), _v(b_cls), _v(cls_r),
                                                _v(cls_c), share, _v(free), _v(nfree), _v(maxw), _v(maxh), _v(bcls),
