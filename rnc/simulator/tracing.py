@@ -42,7 +42,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from rnc.simulator.workload import DigitalOp, Layer, Workload, WorkloadError, parse_input_shape
+from rnc.simulator.workload import DigitalOp, ForwardPassError, Layer, Workload, WorkloadError, parse_input_shape
 
 # ops per element of the digital unit's non-matrix work (our convention; see docs/simulator.md):
 SOFTMAX_OPS_PER_ELEMENT = 5  # max, subtract, exp, sum, divide
@@ -469,9 +469,11 @@ def run_and_record(model: nn.Module, shape: tuple[int, ...], label: str, shared:
             raise
         except Exception as exc:
             if device is None:
-                raise WorkloadError(
+                text = str(exc).strip()
+                raise ForwardPassError(
                     f"{label}: the forward pass failed on a zero input of shape {(1, *shape)} "
-                    f"({type(exc).__name__}: {exc})" + (f"; on meta: {meta_error}" if meta_error else "")
+                    f"({type(exc).__name__}: {exc})" + (f"; on meta: {meta_error}" if meta_error else ""),
+                    reason=text.splitlines()[0] if text else type(exc).__name__,
                 ) from None
             meta_error = exc
     raise AssertionError("unreachable")

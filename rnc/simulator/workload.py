@@ -40,6 +40,15 @@ class WorkloadError(UserError, ValueError):
     """A model that cannot be turned into a crossbar workload; the message names the module."""
 
 
+class ForwardPassError(WorkloadError):
+    """The model's forward pass failed on a zero input of the given shape (most often a wrong input shape);
+    :attr:`reason` is the first line of the underlying error."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Layer:
     """One weight layer. Spatial sizes are of one image; ``preds`` index earlier layers of the workload."""
@@ -198,7 +207,7 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, ...]:
 
     The shape of one input without the batch dimension: ``CxHxW`` for images, ``CxL`` for a Conv1d model,
     ``TxD`` for a token sequence, ``D`` for a linear-only model (1 to 4 dimensions). Whether the model accepts
-    it is checked by running it (the CLI's ``check_input``), before anything is traced. Raises
+    it is checked by tracing, which runs the model (:class:`ForwardPassError` when it cannot). Raises
     :class:`WorkloadError` for a malformed, empty, non-positive or over-long shape.
     """
     if isinstance(text, str):

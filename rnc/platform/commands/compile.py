@@ -91,20 +91,6 @@ def load_model(spec: str):
     return model
 
 
-def check_input(module, shape: tuple[int, ...], spec: str) -> None:
-    """Run one zero input through ``module`` so a wrong ``--input`` gives one clear line, not a trace."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            module.eval()(torch.zeros((1, *shape)))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelSpecError(
-            f"model {spec!r} cannot run on input {'x'.join(map(str, shape))}: {first}; check --input (CxHxW for images)"
-        ) from None
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +210,7 @@ def register(app: typer.Typer) -> None:
         """Compile MODEL onto crossbars: per-layer plan, totals, and optionally the full plan as JSON."""
         from rnc.simulator import HardwareConfig, WorkloadError, compile_workload, parse_input_shape, trace_workload
         from rnc.simulator.compiler import resolve_options
+        from rnc.simulator.workload import ForwardPassError
 
         console = Console()
         if not console.is_terminal:  # files and pipes get the whole table, not an 80-column squeeze
@@ -241,9 +228,14 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             check_writable_file(json_out, "--json")
         module = load_model(model)
-        check_input(module, shape, model)
         with console.status(f"tracing {model} at {input_shape}"):
-            workload = trace_workload(module, shape, name=model, shared=shared)
+            try:  # tracing runs the model once: a wrong --input shows here, named as such
+                workload = trace_workload(module, shape, name=model, shared=shared)
+            except ForwardPassError as exc:
+                raise ModelSpecError(
+                    f"model {model!r} cannot run on input {'x'.join(map(str, shape))}: {exc.reason}; check --input "
+                    "(CxHxW for images)"
+                ) from None
         with console.status(f"compiling {len(workload)} layers ({strategy})"):
             result = compile_workload(workload, hw, strategy, seed=seed, duplicate=duplicate, pack=pack,
                                       depthwise_split=depthwise_split, depthwise_mapping=depthwise_mapping,
