@@ -17,7 +17,11 @@ A :class:`~rnc.search.supernet.recipe.SupernetRecipe` changes this: the students
 the teacher (``distill="none"``) or a softened teacher (``kd_temperature``), and with ``shrink="progressive"``
 the sandwich samples only the choices that once-for-all's progressive shrinking has opened by that epoch
 (:class:`~rnc.search.supernet.recipe.ShrinkSchedule`: kernel/block, then depth, then width); channels are then
-sorted when the width dimension opens rather than when the sandwich starts.
+sorted when the width dimension opens rather than when the sandwich starts. With ``balance="stages"``
+(:class:`~rnc.search.supernet.recipe.StageSandwich`, spaces with a ``num_stages`` gene) the step also trains
+the largest and smallest subnet of every stage count and balances the random subnets' stage counts; with
+``teacher="per-stage"`` the largest subnet of each stage count learns the labels and teaches the students
+with that many stages (:func:`plan_step`, :func:`train_step`).
 
 Optimizer: SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` on conv/linear weights only, cosine
 learning-rate decay per step after a one-epoch linear warm-up. Randomness (weights, data order,
