@@ -180,7 +180,8 @@ def main() -> None:
     parser.add_argument(
         "--recipe", action="append", default=[], metavar="KEY=VALUE",
         help="Supernet training recipe option (rnc.search.supernet.recipe.SupernetRecipe: full_epochs, "
-        "random_subnets, distill=inplace|none, kd_temperature, shrink=none|progressive); repeatable.",
+        "random_subnets, distill=inplace|none, kd_temperature, shrink=none|progressive, balance=none|stages, "
+        "teacher=largest|per-stage); repeatable.",
     )
     parser.add_argument("--bootstrap", type=int, default=2000, help="Bootstrap resamples for the tau CI.")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
@@ -215,6 +216,10 @@ def main() -> None:
     except OptionError as exc:
         raise SystemExit(f"bench_supernet: {exc}") from None
     space = get_space(args.space, input_shape=splits.input_shape, **options)
+    try:
+        recipe.check_space(space)
+    except RecipeError as exc:
+        raise SystemExit(f"bench_supernet: --recipe: {exc}") from None
     figures: dict = {
         "space": args.space, "space_options": options, "threads": args.threads, "image_size": args.image_size,
         "train_images": len(splits.train), "test_images": len(splits.test), "recipe": recipe.changed(),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnc.errors import StorageError, check_names
+from rnc.errors import StorageError, UserError, check_names
 
 if TYPE_CHECKING:
     from rnc.platform.config import ExperimentConfig
@@ -65,6 +65,7 @@ def preflight(config: ExperimentConfig, *, resume: bool = False) -> PreflightRes
     cached = None
     if config.needs_accuracy:
         check_writable_dir(cache_dir, "supernet.cache_dir", min_free_bytes=MIN_FREE_BYTES)
+        _check_recipe(config, space)
         cached = _check_supernet(config, cache_dir)
     tracking_uri = _check_tracking(config)
     if resume:
@@ -76,6 +77,16 @@ def _check_space(config: ExperimentConfig) -> Any:
     from rnc.search.spaces import get_space
 
     return get_space(config.space.name, **config.space.options)
+
+
+def _check_recipe(config: ExperimentConfig, space: Any) -> None:
+    """A recipe option that needs a gene the space lacks (``balance: stages`` without ``num_stages``)."""
+    from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
+
+    try:
+        SupernetRecipe.from_options(config.supernet.recipe).check_space(space)
+    except RecipeError as exc:
+        raise UserError(f"supernet.recipe: {exc}") from None
 
 
 def _check_searchers(config: ExperimentConfig, space: Any) -> None:

@@ -101,6 +101,9 @@ EXPERIMENTS: dict[str, dict] = {
         objectives=[{"name": "accuracy"}, {"name": "latency"}], dataset={"name": "mnist"}
     ),
     "zero_epochs": _experiment(supernet={"epochs": 0}),
+    "stage_balance_without_stages": _experiment(
+        objectives=[{"name": "accuracy"}, {"name": "latency"}], supernet={"recipe": {"balance": "stages"}}
+    ),
     "pools_zero_simulators": _experiment(pools={"simulators": 0}),
 }
 
@@ -270,6 +273,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("exp-zero-batch", ["launch", "{d}/exp-zero_batch.yaml"], "search.batch_size"),
     ("exp-bad-strategy", ["launch", "{d}/exp-bad_strategy.yaml"], "search.strategy"),
     ("exp-min-accuracy", ["launch", "{d}/exp-min_accuracy_above_1.yaml"], "constraints.min_accuracy"),
+    ("exp-stage-balance-mbv3", ["launch", "{d}/exp-stage_balance_without_stages.yaml"],
+     "supernet.recipe: recipe balance=stages needs a 'num_stages' gene"),
     ("exp-latency-cap", ["launch", "{d}/exp-negative_latency_cap.yaml"], "constraints.max_latency_ns"),
     ("exp-object-store", ["launch", "{d}/exp-object_store.yaml"], "not an object-store URI"),
     ("exp-tracking-scheme", ["launch", "{d}/exp-tracking_scheme.yaml"], "unknown tracking URI scheme 'htp'"),

@@ -32,3 +32,21 @@ def test_cli_bad_recipe_exits_2_before_training(tmp_path):
     assert result.exit_code == 2, result.output
     assert "distill" in result.output and "inplace" in result.output
     assert not out.exists()
+
+
+def test_cli_stage_balance_on_a_space_without_stages_exits_2_before_training(tmp_path):
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(
+        app, ["supernet", "train", "--space", "mbv3", "--epochs", "1", "--out", str(out), "--recipe", "balance=stages"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--recipe" in result.output and "num_stages" in result.output
+    assert not out.exists()
+
+
+def test_config_recipe_teacher_per_stage_needs_balance():
+    recipe = {"balance": "stages", "teacher": "per-stage"}
+    ok = {**MINIMAL, "space": {"name": "imc-blocks"}, "supernet": {"recipe": recipe}}
+    assert validate_config(ok, where="exp.yaml").supernet.recipe["teacher"] == "per-stage"
+    with pytest.raises(ConfigError, match="balance=stages"):
+        validate_config({**MINIMAL, "supernet": {"recipe": {"teacher": "per-stage"}}}, where="exp.yaml")

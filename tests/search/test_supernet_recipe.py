@@ -17,8 +17,14 @@ from rnc.search.datasets import load_dataset
 from rnc.search.spaces import get_space
 from rnc.search.supernet import load_manifest, train_supernet
 from rnc.search.supernet.checkpoint import SupernetSpec
-from rnc.search.supernet.recipe import RecipeError, ShrinkSchedule, SupernetRecipe, gene_dimension
-from rnc.search.supernet.training import sandwich_step, student_loss
+from rnc.search.supernet.recipe import (
+    RecipeError,
+    ShrinkSchedule,
+    StageSandwich,
+    SupernetRecipe,
+    gene_dimension,
+)
+from rnc.search.supernet.training import StepPlan, plan_step, sandwich_step, student_loss, train_step
 
 IMC = {"max_stages": 4, "widths": [16, 24, 32, 48, 64]}  # the CIFAR-10 CPU protocol's imc-blocks space
 
@@ -204,15 +210,119 @@ def test_progressive_training_samples_only_opened_choices(monkeypatch):
     assert (per_epoch[4][:, widths] == 1).all() and (per_epoch[6][:, widths] == 0).any()
 
 
+# -- stage-balanced sandwich (balance=stages, teacher=per-stage) ---------------------------------------------
+
+
+def test_stage_sandwich_holds_the_largest_and_smallest_subnet_of_every_stage_count():
+    space = _imc_space()  # 4 stages; per stage: block (3 choices), depth (3), width (5)
+    stages = StageSandwich(space)
+    assert stages.gene == 0 and stages.n_stage_counts == 4
+    for n in range(4):  # written out: num_stages index n, every other gene at its last (first) choice
+        np.testing.assert_array_equal(stages.largest[n], [n] + [2, 2, 4] * 4)
+        np.testing.assert_array_equal(stages.smallest[n], [n] + [0, 0, 0] * 4)
+        assert len(space.stages_of(stages.largest[n])) == n + 1
+    with pytest.raises(RecipeError, match="num_stages"):
+        StageSandwich(get_space("mbv3"))
+
+
+def test_stage_balanced_random_subnets_hold_every_stage_count_equally():
+    stages = StageSandwich(_imc_space())
+    rng = np.random.default_rng(0)
+    for count in (4, 8, 6, 3):
+        drawn = stages.sample(rng, count)
+        counts = np.bincount([stages.stage_index(g) for g in drawn], minlength=4)
+        assert counts.sum() == count and counts.max() - counts.min() <= 1
+    # the other genes still vary: 8 draws are not all alike beyond the stage gene
+    drawn = np.stack(stages.sample(rng, 8))
+    assert len({tuple(g[1:]) for g in drawn}) > 1
+
+
+def test_default_plan_draws_the_same_subnets_as_before_the_options():
+    space = _imc_space()
+    schedule = ShrinkSchedule(space, epochs=10, full_epochs=2, progressive=False)
+    plan = plan_step(schedule, None, SupernetRecipe(), np.random.default_rng(5), 3, 4)
+    by_hand = np.random.default_rng(5)
+    np.testing.assert_array_equal(plan.teachers[0], space.largest())
+    expected = [space.smallest()] + [space.sample(by_hand) for _ in range(4)]
+    np.testing.assert_array_equal(np.stack(plan.students), np.stack(expected))
+    assert plan.teacher_of == [0] * 5
+
+
+def test_balanced_plans_pair_every_student_with_its_teacher():
+    space = _imc_space()
+    schedule = ShrinkSchedule(space, epochs=10, full_epochs=2, progressive=False)
+    stages = StageSandwich(space)
+    balanced = plan_step(schedule, stages, SupernetRecipe(balance="stages"), np.random.default_rng(0), 3, 4)
+    # one teacher (the largest); students: the largest of 1..3 stages, the smallest of 1..4 stages, 4 random
+    assert len(balanced.teachers) == 1 and len(balanced.students) == 3 + 4 + 4
+    assert set(balanced.teacher_of) == {0}
+    assert [int(g[0]) for g in balanced.students[:7]] == [0, 1, 2, 0, 1, 2, 3]
+    recipe = SupernetRecipe(balance="stages", teacher="per-stage")
+    per_stage = plan_step(schedule, stages, recipe, np.random.default_rng(0), 3, 4)
+    # four teachers (the largest of 4, 1, 2, 3 stages); every student learns from the teacher with its stage count
+    assert [int(t[0]) for t in per_stage.teachers] == [3, 0, 1, 2]
+    np.testing.assert_array_equal(per_stage.teachers[0], space.largest())
+    assert len(per_stage.students) == 4 + 4
+    for genome, teacher in zip(per_stage.students, per_stage.teacher_of, strict=True):
+        assert int(per_stage.teachers[teacher][0]) == int(genome[0])
+        assert (per_stage.teachers[teacher][1:] >= genome[1:]).all()  # the largest of that stage count
+
+
+def test_per_stage_teacher_step_accumulates_each_students_own_teacher_gradient():
+    space = _imc_space()
+    torch.manual_seed(2)
+    supernet = space.build_supernet()
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
+    stages = StageSandwich(space)
+    plan = StepPlan([space.largest(), stages.largest[0]], [stages.smallest[0]], [1])
+    train_step(supernet, supernet, images, labels, plan, SupernetRecipe(balance="stages", teacher="per-stage"))
+    head = supernet.classifiers[0].weight.grad.clone()  # only the 1-stage subnets reach the 1-stage head
+    # by hand: the 1-stage largest on the labels plus the 1-stage smallest against the 1-stage largest's softmax
+    supernet.zero_grad(set_to_none=True)
+    supernet.set_active(stages.largest[0])
+    teacher_logits = supernet(images)
+    torch.nn.functional.cross_entropy(teacher_logits, labels, label_smoothing=0.1).backward()
+    target = torch.softmax(teacher_logits.detach(), dim=1)
+    supernet.set_active(stages.smallest[0])
+    (-(target * torch.log_softmax(supernet(images), dim=1)).sum(1).mean()).backward()
+    torch.testing.assert_close(head, supernet.classifiers[0].weight.grad)
+    # the global largest's soft targets would give another gradient: the teacher really is the 1-stage one
+    supernet.zero_grad(set_to_none=True)
+    train_step(supernet, supernet, images, labels, StepPlan([space.largest(), stages.largest[0]],
+                                                            [stages.smallest[0]], [0]), SupernetRecipe())
+    assert not torch.allclose(head, supernet.classifiers[0].weight.grad)
+
+
+def test_balanced_training_records_the_step_and_trains_every_stage_count(tmp_path):
+    splits = load_dataset("digits", image_size=8)
+    splits = dataclasses.replace(splits, train=Subset(splits.train, range(64)), test=Subset(splits.test, range(32)))
+    space = get_space("imc-blocks", input_shape=(3, 8, 8), max_stages=2, widths=[8, 16])
+    recipe = SupernetRecipe(balance="stages", teacher="per-stage", random_subnets=2)
+    train_supernet(space, splits, epochs=2, seed=0, batch_size=32, out_dir=tmp_path, progress=False, recipe=recipe)
+    training = load_manifest(tmp_path)["training"]
+    # 2 teachers (largest of 2 and of 1 stage) + 2 smallest (1 and 2 stages) + 2 random
+    assert training["subnets_per_step"] == 6
+    assert training["recipe"]["balance"] == "stages" and training["recipe"]["teacher"] == "per-stage"
+    with pytest.raises(RecipeError, match="num_stages"):
+        train_supernet(get_space("mbv3"), splits, epochs=1, progress=False, recipe=SupernetRecipe(balance="stages"))
+
+
 # -- options, spec and cache key --------------------------------------------------------------------------
 
 
 def test_recipe_options_are_checked():
     assert SupernetRecipe.from_options({"shrink": "progressive", "kd_temperature": "2"}).kd_temperature == 2.0
     for bad, word in (({"shrink": "ofa"}, "shrink"), ({"distill": "teacher"}, "distill"),
-                      ({"kd_temperature": 0}, "kd_temperature"), ({"epochs": 3}, "unknown")):
+                      ({"kd_temperature": 0}, "kd_temperature"), ({"epochs": 3}, "unknown"),
+                      ({"balance": "blocks"}, "balance"), ({"teacher": "all"}, "teacher"),
+                      ({"teacher": "per-stage"}, "balance=stages"),
+                      ({"teacher": "per-stage", "balance": "stages", "distill": "none"}, "distill=inplace"),
+                      ({"balance": "stages", "shrink": "progressive"}, "shrink=progressive")):
         with pytest.raises(RecipeError, match=word):
             SupernetRecipe.from_options(bad)
+    SupernetRecipe(balance="stages").check_space(_imc_space())
+    with pytest.raises(RecipeError, match="'mbv3' has none"):
+        SupernetRecipe(balance="stages").check_space(get_space("mbv3"))
 
 
 def test_default_recipe_keeps_the_cache_key_and_a_change_moves_it():

@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
         recipe: list[str] = typer.Option(
             [], "--recipe",
             help="Training recipe option KEY=VALUE (repeatable): distill=inplace|none, kd_temperature=T, "
-            "shrink=none|progressive, full_epochs=N, random_subnets=N (docs/search.md).",
+            "shrink=none|progressive, full_epochs=N, random_subnets=N, balance=none|stages, "
+            "teacher=largest|per-stage (docs/search.md).",
         ),
         workers: int = typer.Option(1, "--workers", min=1, help="Ray Train workers (1: a plain local process)."),
         gpu: bool = typer.Option(False, "--gpu", help="Train on GPUs (one per worker, through Ray Train)."),
@@ -69,10 +70,14 @@ def register(app: typer.Typer) -> None:
         from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
 
         try:
-            SupernetRecipe.from_options(recipe_options)
+            chosen_recipe = SupernetRecipe.from_options(recipe_options)
         except (RecipeError, TypeError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--recipe") from None
-        get_space(space, **space_options)  # unknown or bad options fail here, before any training
+        chosen_space = get_space(space, **space_options)  # unknown or bad options fail here, before any training
+        try:
+            chosen_recipe.check_space(chosen_space)
+        except RecipeError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--recipe") from None
         check_dataset_files(dataset, root=data_root, download=download, data_format=data_format)
         check_writable_dir(out, "--out")
         spec = SupernetSpec(

@@ -16,6 +16,14 @@ sampled freely from the start.
 
 Without progressive shrinking (``shrink="none"``, the default) every gene is sampled freely from the first
 sandwich epoch on (BigNAS-style, Yu et al. ECCV 2020).
+
+:class:`StageSandwich` is the sandwich rule applied per number of stages (``balance="stages"``, spaces with a
+``num_stages`` gene: ``imc-blocks``): every step trains, for every stage count ``n``, the largest and the
+smallest subnet with ``n`` stages, and draws the random subnets' stage counts in equal shares. With
+``teacher="per-stage"`` the largest subnet of each stage count learns the labels and is the distillation
+teacher of the students with that many stages. Both address a bias measured on CIFAR-10 (``benchmarks/
+RESULTS.md``, "Issue 10 (d10)"): with one global teacher (the largest subnet, all stages) the supernet
+over-rates subnets with many stages, which share the most with the teacher and its head.
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ SHRINK_ORDER: tuple[str, ...] = ("kernel", "block", "depth", "width")
 
 DISTILL_MODES: tuple[str, ...] = ("inplace", "none")
 SHRINK_MODES: tuple[str, ...] = ("none", "progressive")
+BALANCE_MODES: tuple[str, ...] = ("none", "stages")
+TEACHER_MODES: tuple[str, ...] = ("largest", "per-stage")
+#: The gene whose value is a subnet's number of stages (``imc-blocks``); ``balance="stages"`` needs it.
+STAGE_GENE = "num_stages"
 
 
 class RecipeError(ValueError):
@@ -49,7 +61,13 @@ class SupernetRecipe:
     - ``kd_temperature``: temperature ``T`` of the distillation targets: the students match
       ``softmax(teacher / T)`` with ``log_softmax(student / T)``, the loss scaled by ``T ** 2`` (Hinton et al.
       2015); 1 is plain in-place distillation;
-    - ``shrink``: ``"none"`` or ``"progressive"`` (:class:`ShrinkSchedule`).
+    - ``shrink``: ``"none"`` or ``"progressive"`` (:class:`ShrinkSchedule`);
+    - ``balance``: ``"none"`` or ``"stages"`` -- every step also trains the largest and the smallest subnet of
+      every stage count, and the random subnets' stage counts come in equal shares (:class:`StageSandwich`;
+      needs a ``num_stages`` gene, not with ``shrink="progressive"``);
+    - ``teacher``: ``"largest"`` (the largest subnet teaches every student) or ``"per-stage"`` (the largest
+      subnet with ``n`` stages learns the labels and teaches the students with ``n`` stages; needs
+      ``balance="stages"`` and ``distill="inplace"``).
     """
 
     full_epochs: int | None = None
@@ -57,6 +75,8 @@ class SupernetRecipe:
     distill: Literal["inplace", "none"] = "inplace"
     kd_temperature: float = 1.0
     shrink: Literal["none", "progressive"] = "none"
+    balance: Literal["none", "stages"] = "none"
+    teacher: Literal["largest", "per-stage"] = "largest"
 
     def __post_init__(self) -> None:
         if self.full_epochs is not None and self.full_epochs < 0:
@@ -69,6 +89,23 @@ class SupernetRecipe:
             raise RecipeError(f"recipe kd_temperature must be > 0, got {self.kd_temperature}")
         if self.shrink not in SHRINK_MODES:
             raise RecipeError(f"recipe shrink must be one of {list(SHRINK_MODES)}, got {self.shrink!r}")
+        if self.balance not in BALANCE_MODES:
+            raise RecipeError(f"recipe balance must be one of {list(BALANCE_MODES)}, got {self.balance!r}")
+        if self.teacher not in TEACHER_MODES:
+            raise RecipeError(f"recipe teacher must be one of {list(TEACHER_MODES)}, got {self.teacher!r}")
+        if self.balance == "stages" and self.shrink == "progressive":
+            raise RecipeError("recipe balance=stages does not combine with shrink=progressive; choose one")
+        if self.teacher == "per-stage" and (self.balance != "stages" or self.distill != "inplace"):
+            raise RecipeError("recipe teacher=per-stage needs balance=stages and distill=inplace")
+
+    def check_space(self, space) -> None:
+        """Raise :class:`RecipeError` when the recipe needs a gene ``space`` lacks (``balance="stages"``: a
+        ``num_stages`` gene)."""
+        if self.balance == "stages" and STAGE_GENE not in [g.name for g in space.genes]:
+            raise RecipeError(
+                f"recipe balance=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none "
+                f"(use it with imc-blocks, or drop balance)"
+            )
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> SupernetRecipe:
@@ -178,3 +215,38 @@ class ShrinkSchedule:
             return self.space.sample(rng)
         lows = self.lows(epoch)
         return np.array([rng.integers(lo, n) for lo, n in zip(lows, self.n_choices, strict=True)], dtype=np.int64)
+
+
+class StageSandwich:
+    """The subnets of one sandwich step, balanced over the number of stages (``balance="stages"``).
+
+    For a space whose gene ``num_stages`` has ``S`` choices: :attr:`largest` and :attr:`smallest` hold, per
+    stage count ``n = 1..S`` (index ``n - 1``), the space's largest (smallest) genome with ``num_stages`` set
+    to ``n``; :meth:`sample` draws random genomes whose stage counts cycle through ``1..S`` from a random start,
+    so ``k`` random subnets hold ``k // S`` or ``k // S + 1`` of every stage count (in expectation the same as
+    the space's uniform sampler, without its spread). :meth:`stage_index` is a genome's stage count minus one.
+    """
+
+    def __init__(self, space) -> None:
+        names = [g.name for g in space.genes]
+        if STAGE_GENE not in names:
+            raise RecipeError(f"space {space.name!r} has no {STAGE_GENE!r} gene to balance the sandwich over")
+        self.space = space
+        self.gene = names.index(STAGE_GENE)
+        self.n_stage_counts = len(space.genes[self.gene].choices)
+        self.largest = [self._with_stages(space.largest(), n) for n in range(self.n_stage_counts)]
+        self.smallest = [self._with_stages(space.smallest(), n) for n in range(self.n_stage_counts)]
+
+    def _with_stages(self, genome: np.ndarray, index: int) -> np.ndarray:
+        genome = np.array(genome, dtype=np.int64)
+        genome[self.gene] = index
+        return genome
+
+    def stage_index(self, genome: np.ndarray) -> int:
+        return int(genome[self.gene])
+
+    def sample(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        start = int(rng.integers(self.n_stage_counts))
+        return [
+            self._with_stages(self.space.sample(rng), (start + k) % self.n_stage_counts) for k in range(count)
+        ]

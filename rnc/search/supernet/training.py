@@ -17,7 +17,11 @@ A :class:`~rnc.search.supernet.recipe.SupernetRecipe` changes this: the students
 the teacher (``distill="none"``) or a softened teacher (``kd_temperature``), and with ``shrink="progressive"``
 the sandwich samples only the choices that once-for-all's progressive shrinking has opened by that epoch
 (:class:`~rnc.search.supernet.recipe.ShrinkSchedule`: kernel/block, then depth, then width); channels are then
-sorted when the width dimension opens rather than when the sandwich starts.
+sorted when the width dimension opens rather than when the sandwich starts. With ``balance="stages"``
+(:class:`~rnc.search.supernet.recipe.StageSandwich`, spaces with a ``num_stages`` gene) the step also trains
+the largest and smallest subnet of every stage count and balances the random subnets' stage counts; with
+``teacher="per-stage"`` the largest subnet of each stage count learns the labels and teaches the students
+with that many stages (:func:`plan_step`, :func:`train_step`).
 
 Optimizer: SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` on conv/linear weights only, cosine
 learning-rate decay per step after a one-epoch linear warm-up. Randomness (weights, data order,
@@ -48,7 +52,7 @@ from torch.utils.data import DataLoader
 
 import rnc
 from rnc.search.device import select_device
-from rnc.search.supernet.recipe import ShrinkSchedule, SupernetRecipe
+from rnc.search.supernet.recipe import ShrinkSchedule, StageSandwich, SupernetRecipe
 
 
 @dataclass
@@ -107,6 +111,68 @@ def student_loss(
     return _soft_cross_entropy(logits / t, target) * (t * t)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """The subnets of one training step: ``teachers`` learn the labels (``teachers[0]`` is the largest subnet,
+    whose logits the step reports); ``students[i]`` learns from ``teachers[teacher_of[i]]`` (:func:`student_loss`)."""
+
+    teachers: list[np.ndarray]
+    students: list[np.ndarray] = field(default_factory=list)
+    teacher_of: list[int] = field(default_factory=list)
+
+
+def plan_step(
+    schedule: ShrinkSchedule,
+    stages: StageSandwich | None,
+    recipe: SupernetRecipe,
+    rng: np.random.Generator,
+    epoch: int,
+    random_subnets: int,
+) -> StepPlan:
+    """The subnets of one sandwich step at ``epoch``.
+
+    Without stage balance (``stages is None``): the largest subnet teaches the smallest one allowed at ``epoch``
+    and ``random_subnets`` random ones (drawn from ``rng`` exactly as before the recipe options existed). With
+    a :class:`~rnc.search.supernet.recipe.StageSandwich`: the largest and smallest subnet of every stage count
+    and ``random_subnets`` random ones with balanced stage counts; with ``recipe.teacher == "per-stage"`` the
+    largest subnet of every stage count learns the labels and teaches the students with that many stages.
+    """
+    largest = schedule.space.largest()
+    if stages is None:
+        students = [schedule.smallest(epoch)] + [schedule.sample(rng, epoch) for _ in range(random_subnets)]
+        return StepPlan([largest], students, [0] * len(students))
+    randoms = stages.sample(rng, random_subnets)
+    if recipe.teacher == "per-stage":
+        # teachers[0]: the largest (all stages); teachers[n + 1]: the largest with n + 1 stages, n + 1 < S
+        top = stages.n_stage_counts - 1
+        teachers = [largest, *stages.largest[:top]]
+        students = stages.smallest + randoms
+        index = [0 if stages.stage_index(g) == top else stages.stage_index(g) + 1 for g in students]
+        return StepPlan(teachers, students, index)
+    students = stages.largest[:-1] + stages.smallest + randoms
+    return StepPlan([largest], students, [0] * len(students))
+
+
+def train_step(
+    model: nn.Module, supernet: nn.Module, images: torch.Tensor, labels: torch.Tensor, plan: StepPlan,
+    recipe: SupernetRecipe,
+) -> torch.Tensor:
+    """Accumulate the gradients of one step: every teacher of ``plan`` on the labels (cross-entropy, label
+    smoothing 0.1), then every student against its teacher's detached logits (:func:`student_loss`); returns
+    the first teacher's (the largest subnet's) logits, detached. The caller zeroes the gradients before and
+    steps the optimizer after."""
+    teacher_logits = []
+    for genome in plan.teachers:
+        supernet.set_active(genome)
+        logits = model(images)
+        F.cross_entropy(logits, labels, label_smoothing=0.1).backward()
+        teacher_logits.append(logits.detach())
+    for genome, teacher in zip(plan.students, plan.teacher_of, strict=True):
+        supernet.set_active(genome)
+        student_loss(model(images), labels, teacher_logits[teacher], recipe).backward()
+    return teacher_logits[0]
+
+
 def sandwich_step(
     model: nn.Module,
     supernet: nn.Module,
@@ -119,14 +185,7 @@ def sandwich_step(
     """Accumulate the gradients of one step: the largest subnet on the labels, then every genome of
     ``students`` (:func:`student_loss`); returns the largest subnet's logits (detached). The caller zeroes
     the gradients before and steps the optimizer after."""
-    supernet.set_active(largest)
-    logits = model(images)
-    F.cross_entropy(logits, labels, label_smoothing=0.1).backward()
-    teacher = logits.detach()
-    for genome in students:
-        supernet.set_active(genome)
-        student_loss(model(images), labels, teacher, recipe).backward()
-    return teacher
+    return train_step(model, supernet, images, labels, StepPlan([largest], list(students), [0] * len(students)), recipe)
 
 
 def train_supernet(
@@ -165,6 +224,7 @@ def train_supernet(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 (batch-norm), got {batch_size}")
+    (recipe or SupernetRecipe()).check_space(space)  # RecipeError (a ValueError): balance=stages needs num_stages
     if tuple(splits.input_shape) != tuple(space.input_shape):
         raise ValueError(
             f"dataset input shape {tuple(splits.input_shape)} differs from space {space.name!r}'s "
@@ -209,6 +269,9 @@ def train_supernet(
     parameters = list(supernet.parameters())
     largest = space.largest()
     schedule = ShrinkSchedule(space, epochs=epochs, full_epochs=full_epochs, progressive=recipe.shrink == "progressive")
+    stages = StageSandwich(space) if recipe.balance == "stages" else None
+    sandwich_subnets = len(plan_step(schedule, stages, recipe, np.random.default_rng(0), full_epochs, random_subnets)
+                           .students) + (stages.n_stage_counts - 1 if recipe.teacher == "per-stage" else 0)
     sort_at = next((p.start for p in schedule.phases if p.dimension == "width"), full_epochs)
     history: list[dict[str, float]] = []
     images_seen = 0
@@ -241,12 +304,11 @@ def train_supernet(
                 images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                students = []
-                if sandwich:
-                    students = [schedule.smallest(epoch)] + [
-                        schedule.sample(arch_rng, epoch) for _ in range(random_subnets)
-                    ]
-                logits = sandwich_step(model, supernet, images, labels, largest, students, recipe)
+                plan = (
+                    plan_step(schedule, stages, recipe, arch_rng, epoch, random_subnets)
+                    if sandwich else StepPlan([largest])
+                )
+                logits = train_step(model, supernet, images, labels, plan, recipe)
                 loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
                 _clip_grad_norm(parameters, 5.0)
                 optimizer.step()
@@ -279,7 +341,7 @@ def train_supernet(
         "train_seconds": train_seconds,
         "train_cpu_seconds": train_cpu_seconds,
         "torch_threads": torch.get_num_threads(),
-        "train_images_per_second": images_seen * (1 + (random_subnets + 1) * (epochs - full_epochs) / epochs)
+        "train_images_per_second": images_seen * (1 + sandwich_subnets * (epochs - full_epochs) / epochs)
         / max(train_seconds, 1e-9),
         "final_train_loss": history[-1]["train_loss"],
     }
@@ -300,6 +362,7 @@ def train_supernet(
                 "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "full_epochs": full_epochs,
                 "random_subnets": random_subnets,
                 "rule": "sandwich+inplace-distillation" if recipe.distill == "inplace" else "sandwich",
+                "subnets_per_step": 1 + sandwich_subnets,
                 "recipe": {**asdict(recipe), "full_epochs": full_epochs, "random_subnets": random_subnets},
                 "shrink_phases": [asdict(p) for p in schedule.phases],
                 "world_size": torch.distributed.get_world_size() if _distributed() else 1,
