@@ -118,6 +118,7 @@ class Mbv3Problem:
         self.n_constraints = 1 if budget > 0 else 0
         self.fixed_bounds = {0: (-1.0, 0.0)}
         self.resolution = resolution
+        self.calib_images = calib_images
         self.budget = budget
         self.hw = HardwareConfig.preset("rnc").with_updates(crossbars=budget)
         if checkpoint is None:
@@ -139,6 +140,7 @@ class Mbv3Problem:
             f"{self.space_name} (resolution {self.resolution}, {len(self.n_choices)} genes, "
             f"{self.space.cardinality:.3g} networks) on {self.dataset}, "
             f"supernet {self.checkpoint.name}, RNC preset with {budget}, objectives {', '.join(self.objectives)}"
+            + (f", batch-norm recalibration on {self.calib_images} images" if self.calib_images != 128 else "")
         )
 
     def _one(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
@@ -232,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--checkpoint", default=None, help="reuse this supernet checkpoint (its dataset subsets come from its manifest)"
     )
+    parser.add_argument(
+        "--calib-images", type=int, default=128,
+        help="calibration images for the batch-norm recalibration of every evaluated subnet (1-512; default 128, the "
+        "digits figures'; bench_supernet.py uses 256, which CIFAR-10 supernets need)",
+    )
     parser.add_argument("--space", default="mbv3", help="search space of the supernet problem (mbv3, nax, imc-blocks)")
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE",
@@ -253,12 +260,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     console = Console()
 
+    if not 1 <= args.calib_images <= 512:
+        parser.error(f"--calib-images must be between 1 and 512 (the calibration split), got {args.calib_images}")
     if args.problem == "mbv3":
         options = parse_key_values(args.option, flag="--option")
         problem: Any = Mbv3Problem(
             budget=args.budget, epochs=args.epochs, cache_dir=args.cache_dir, resolution=args.resolution,
             space=args.space, options=options, dataset=args.dataset, data_root=args.data_root,
-            objectives=args.objectives, checkpoint=args.checkpoint,
+            objectives=args.objectives, checkpoint=args.checkpoint, calib_images=args.calib_images,
         )
     else:
         problem = ZdtProblem()
