@@ -24,7 +24,7 @@ from rnc.search.supernet.recipe import (
     SupernetRecipe,
     gene_dimension,
 )
-from rnc.search.supernet.training import StepPlan, plan_step, sandwich_step, student_loss, train_step
+from rnc.search.supernet.training import StepPlan, plan_step, student_loss, train_step
 
 IMC = {"max_stages": 4, "widths": [16, 24, 32, 48, 64]}  # the CIFAR-10 CPU protocol's imc-blocks space
 
@@ -74,7 +74,7 @@ def test_no_distillation_uses_the_labels_with_label_smoothing():
 # -- sandwich step --------------------------------------------------------------------------------------------
 
 
-def test_sandwich_step_trains_the_largest_and_the_smallest_subnet():
+def test_train_step_of_the_sandwich_trains_the_largest_and_the_smallest_subnet():
     space = _imc_space()
     torch.manual_seed(0)
     supernet = space.build_supernet()
@@ -84,23 +84,23 @@ def test_sandwich_step_trains_the_largest_and_the_smallest_subnet():
     # width 16, and the 1-stage head: parameters only the smallest uses get a gradient only from a student
     small_head, big_head = supernet.classifiers[0].weight, supernet.classifiers[3].weight
     small_conv = supernet.stages[0].candidates["vgg"].layers[0].conv.weight
-    sandwich_step(supernet, supernet, images, labels, largest, [], SupernetRecipe())
+    train_step(supernet, supernet, images, labels, StepPlan([largest]), SupernetRecipe())
     assert big_head.grad is not None and float(big_head.grad.abs().sum()) > 0
     assert small_head.grad is None and small_conv.grad is None
     supernet.zero_grad(set_to_none=True)
-    sandwich_step(supernet, supernet, images, labels, largest, [smallest], SupernetRecipe())
+    train_step(supernet, supernet, images, labels, StepPlan([largest], [smallest], [0]), SupernetRecipe())
     assert float(big_head.grad.abs().sum()) > 0 and float(small_head.grad.abs().sum()) > 0
     # the smallest subnet trains only its first 16 channels of the first vgg conv
     assert float(small_conv.grad[:16].abs().sum()) > 0 and float(small_conv.grad[16:].abs().sum()) == 0
 
 
-def test_sandwich_step_accumulates_the_student_gradient_of_the_teachers_soft_targets():
+def test_train_step_accumulates_the_student_gradient_of_the_teachers_soft_targets():
     space = _imc_space()
     torch.manual_seed(1)
     supernet = space.build_supernet()
     images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 3])
     largest, smallest = space.largest(), space.smallest()
-    sandwich_step(supernet, supernet, images, labels, largest, [smallest], SupernetRecipe())
+    train_step(supernet, supernet, images, labels, StepPlan([largest], [smallest], [0]), SupernetRecipe())
     both = supernet.classifiers[0].weight.grad.clone()
     # the same gradient by hand: the smallest subnet's soft cross-entropy to the largest's softmax
     supernet.zero_grad(set_to_none=True)

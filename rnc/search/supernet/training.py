@@ -120,6 +120,11 @@ class StepPlan:
     students: list[np.ndarray] = field(default_factory=list)
     teacher_of: list[int] = field(default_factory=list)
 
+    @property
+    def size(self) -> int:
+        """How many subnets the step runs forward and backward (teachers and students)."""
+        return len(self.teachers) + len(self.students)
+
 
 def plan_step(
     schedule: ShrinkSchedule,
@@ -171,21 +176,6 @@ def train_step(
         supernet.set_active(genome)
         student_loss(model(images), labels, teacher_logits[teacher], recipe).backward()
     return teacher_logits[0]
-
-
-def sandwich_step(
-    model: nn.Module,
-    supernet: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    largest: np.ndarray,
-    students: list[np.ndarray],
-    recipe: SupernetRecipe,
-) -> torch.Tensor:
-    """Accumulate the gradients of one step: the largest subnet on the labels, then every genome of
-    ``students`` (:func:`student_loss`); returns the largest subnet's logits (detached). The caller zeroes
-    the gradients before and steps the optimizer after."""
-    return train_step(model, supernet, images, labels, StepPlan([largest], list(students), [0] * len(students)), recipe)
 
 
 def train_supernet(
@@ -270,8 +260,7 @@ def train_supernet(
     largest = space.largest()
     schedule = ShrinkSchedule(space, epochs=epochs, full_epochs=full_epochs, progressive=recipe.shrink == "progressive")
     stages = StageSandwich(space) if recipe.balance == "stages" else None
-    sandwich_subnets = len(plan_step(schedule, stages, recipe, np.random.default_rng(0), full_epochs, random_subnets)
-                           .students) + (stages.n_stage_counts - 1 if recipe.teacher == "per-stage" else 0)
+    subnets_per_step = plan_step(schedule, stages, recipe, np.random.default_rng(0), full_epochs, random_subnets).size
     sort_at = next((p.start for p in schedule.phases if p.dimension == "width"), full_epochs)
     history: list[dict[str, float]] = []
     images_seen = 0
@@ -341,7 +330,7 @@ def train_supernet(
         "train_seconds": train_seconds,
         "train_cpu_seconds": train_cpu_seconds,
         "torch_threads": torch.get_num_threads(),
-        "train_images_per_second": images_seen * (1 + sandwich_subnets * (epochs - full_epochs) / epochs)
+        "train_images_per_second": images_seen * (1 + (subnets_per_step - 1) * (epochs - full_epochs) / epochs)
         / max(train_seconds, 1e-9),
         "final_train_loss": history[-1]["train_loss"],
     }
@@ -362,7 +351,7 @@ def train_supernet(
                 "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "full_epochs": full_epochs,
                 "random_subnets": random_subnets,
                 "rule": "sandwich+inplace-distillation" if recipe.distill == "inplace" else "sandwich",
-                "subnets_per_step": 1 + sandwich_subnets,
+                "subnets_per_step": subnets_per_step,
                 "recipe": {**asdict(recipe), "full_epochs": full_epochs, "random_subnets": random_subnets},
                 "shrink_phases": [asdict(p) for p in schedule.phases],
                 "world_size": torch.distributed.get_world_size() if _distributed() else 1,
