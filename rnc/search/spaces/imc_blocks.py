@@ -36,7 +36,6 @@ Cardinality (distinct networks)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +50,7 @@ from rnc.search.spaces.imc_net import (  # noqa: F401  (re-exported: the network
     PlainBlock,
     ResBlock,
     ResUnit,
+    StageChoice,
     make_block,
 )
 from rnc.simulator import Layer, Workload
@@ -69,15 +69,6 @@ def count_networks(stage_forms: int, stage_counts: Sequence[int]) -> int:
 
 
 DEFAULT_CARDINALITY = count_networks(len(BLOCK_TYPES) * len(IMC_DEPTHS) * len(IMC_WIDTHS), range(1, 6))
-
-
-@dataclass(frozen=True)
-class StageChoice:
-    """One active stage of a network: block type, depth and width."""
-
-    block: str
-    depth: int
-    width: int
 
 
 # -- the space --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Block forms follow the multi-objective IMC NAS paper's search space (see the spa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -17,6 +18,15 @@ from rnc.search.layers import PointwiseConv2d
 from rnc.search.spaces.base import GenomeError
 
 BLOCK_TYPES: tuple[str, ...] = ("vgg", "mvgg", "res")
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    """One active stage of a network: block type, depth and width."""
+
+    block: str
+    depth: int
+    width: int
 
 
 class ConvBnRelu(nn.Module):

@@ -23,13 +23,17 @@ The classifier has no genes and is mapped onto the base hardware's crossbar size
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rnc.search.spaces.base import Gene, GenomeError, SearchSpace
-from rnc.search.spaces.nax_net import NaxBasicBlock, NaxResNet  # noqa: F401  (re-exported)
+from rnc.search.spaces.nax_net import (  # noqa: F401  (re-exported: the network and its conv slots live in nax_net)
+    ConvSlot,
+    NaxBasicBlock,
+    NaxResNet,
+    resnet_conv_slots,
+)
 from rnc.simulator import HardwareConfig, Layer, Workload
 
 if TYPE_CHECKING:
@@ -38,30 +42,6 @@ if TYPE_CHECKING:
 NAX_KERNEL_SIZES: tuple[int, ...] = (3, 5, 7)
 NAX_CROSSBAR_SIZES: tuple[int, ...] = (64, 128, 256)
 RESNET20_WIDTHS: tuple[int, ...] = (16, 32, 64)
-
-
-@dataclass(frozen=True)
-class ConvSlot:
-    """One searchable conv layer of the ResNet: its module name, channels and stride."""
-
-    name: str
-    in_channels: int
-    out_channels: int
-    stride: int
-
-
-def resnet_conv_slots(in_channels: int, widths: Sequence[int], blocks_per_stage: int) -> tuple[ConvSlot, ...]:
-    """The conv layers of a CIFAR ResNet in forward order (stem, then ``conv1``/``conv2`` of every block)."""
-    slots = [ConvSlot("conv1", in_channels, widths[0], 1)]
-    planes_in = widths[0]
-    for stage, planes in enumerate(widths):
-        for block in range(blocks_per_stage):
-            stride = 2 if stage > 0 and block == 0 else 1
-            prefix = f"layer{stage + 1}.{block}"
-            slots.append(ConvSlot(f"{prefix}.conv1", planes_in, planes, stride))
-            slots.append(ConvSlot(f"{prefix}.conv2", planes, planes, 1))
-            planes_in = planes
-    return tuple(slots)
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

@@ -8,10 +8,35 @@ shortcuts as in He et al. (CVPR 2016), section 4.2.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+
+
+@dataclass(frozen=True)
+class ConvSlot:
+    """One searchable conv layer of the ResNet: its module name, channels and stride."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    stride: int
+
+
+def resnet_conv_slots(in_channels: int, widths: Sequence[int], blocks_per_stage: int) -> tuple[ConvSlot, ...]:
+    """The conv layers of a CIFAR ResNet in forward order (stem, then ``conv1``/``conv2`` of every block)."""
+    slots = [ConvSlot("conv1", in_channels, widths[0], 1)]
+    planes_in = widths[0]
+    for stage, planes in enumerate(widths):
+        for block in range(blocks_per_stage):
+            stride = 2 if stage > 0 and block == 0 else 1
+            prefix = f"layer{stage + 1}.{block}"
+            slots.append(ConvSlot(f"{prefix}.conv1", planes_in, planes, stride))
+            slots.append(ConvSlot(f"{prefix}.conv2", planes, planes, 1))
+            planes_in = planes
+    return tuple(slots)
 
 
 class NaxBasicBlock(nn.Module):

@@ -20,14 +20,14 @@ Module names inside a stage's candidate are those of the standalone block, so ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from rnc.search.spaces.imc_net import ImcNet, PlainBlock, ResBlock, make_block
+from rnc.search.spaces.imc_net import ImcNet, PlainBlock, ResBlock, StageChoice, make_block
 from rnc.search.supernet.elastic import (
     ElasticBatchNorm2d,
     ElasticConv2d,
@@ -36,8 +36,28 @@ from rnc.search.supernet.elastic import (
     load_active_weights,
 )
 
-if TYPE_CHECKING:  # the type only: the space imports this module when it builds its supernet
-    from rnc.search.spaces.imc_blocks import ImcBlocksSpace
+
+class ImcSpaceView(Protocol):
+    """What the supernet reads of its space (:class:`~rnc.search.spaces.imc_blocks.ImcBlocksSpace` has it all).
+
+    A structural type, so that this module does not import the space: the space imports this module when it
+    builds its supernet, and the space's module depends on the supernet's, never the other way round.
+    """
+
+    block_types: tuple[str, ...]
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    max_stages: int
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    def largest(self) -> np.ndarray: ...
+
+    def validate(self, genome: Sequence[int] | np.ndarray) -> np.ndarray: ...
+
+    def stages_of(self, genome: Sequence[int] | np.ndarray) -> tuple[StageChoice, ...]: ...
+
+    def build_module(self, genome: np.ndarray) -> ImcNet: ...
 
 
 def _elastic_conv(cin: int, cout: int, kernel: int, stride: int) -> ElasticConv2d:
@@ -95,7 +115,7 @@ class ImcSupernetStage(nn.Module):
 class ImcSupernet(nn.Module):
     """The ``imc-blocks`` supernet: ``set_active(genome)`` selects a subnet; ``extract(genome)`` copies it out."""
 
-    def __init__(self, space: ImcBlocksSpace) -> None:
+    def __init__(self, space: ImcSpaceView) -> None:
         super().__init__()
         self.space = space
         max_width, max_depth = max(space.widths), max(space.depths)

@@ -14,23 +14,41 @@ Module names are those of :class:`~rnc.search.spaces.nax.NaxResNet`, so ``extrac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from rnc.search.spaces.nax_net import NaxResNet
+from rnc.search.spaces.nax_net import ConvSlot, NaxResNet
 from rnc.search.supernet.elastic import ElasticConv2d
 
-if TYPE_CHECKING:  # the type only: the space imports this module when it builds its supernet
-    from rnc.search.spaces.nax import NaxSpace
+
+class NaxSpaceView(Protocol):
+    """What the supernet reads of its space (:class:`~rnc.search.spaces.nax.NaxSpace` has it all).
+
+    A structural type, so that this module does not import the space: the space imports this module when it
+    builds its supernet, and the space's module depends on the supernet's, never the other way round.
+    """
+
+    kernel_sizes: tuple[int, ...]
+    widths: tuple[int, ...]
+    blocks_per_stage: int
+    slots: tuple[ConvSlot, ...]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    def largest(self) -> np.ndarray: ...
+
+    def kernels(self, genome: Sequence[int] | np.ndarray) -> tuple[int, ...]: ...
+
+    def build_module(self, genome: np.ndarray) -> NaxResNet: ...
 
 
 class NaxSupernet(NaxResNet):
     """The ``nax`` supernet: ``set_active(genome)`` picks every conv's kernel; ``extract(genome)`` copies it out."""
 
-    def __init__(self, space: NaxSpace) -> None:
+    def __init__(self, space: NaxSpaceView) -> None:
         kernel_sizes = space.kernel_sizes
 
         def elastic_conv(cin: int, cout: int, kernel: int, stride: int) -> ElasticConv2d:
