@@ -147,6 +147,9 @@ def measure(space, networks, splits, evaluator: SubnetEvaluator, hw: HardwareCon
         )
         train_cpu_s = time.process_time() - cpu0
         analog = hw_accuracy(model, space, genome, hw, evaluator, chips, calibration)
+        extra = {}
+        if args.remeasure is not None:
+            extra["inherited_hw_accuracy"] = inherited_accuracy(evaluator, genome, hw, calibration)
         rows.append({
             "network": label,
             "kernels": space.kernels(genome),
@@ -159,6 +162,7 @@ def measure(space, networks, splits, evaluator: SubnetEvaluator, hw: HardwareCon
             "seconds": time.perf_counter() - t0,
             "train_cpu_s": train_cpu_s,
             "eval_cpu_s": time.process_time() - cpu0 - train_cpu_s,  # on the crossbars, float, EDAP
+            **extra,
         })
         console.log(f"{label}: float {float_acc:.4f}, on the crossbars {np.mean(analog):.4f}")
     ref = rows[0]
@@ -180,11 +184,57 @@ def results_table(rows: list[dict]) -> Table:
     return table
 
 
+def search_and_pick(space, search_evaluator: SubnetEvaluator, hw: HardwareConfig, args, console):
+    """Steps 2-3: the search, then ResNet-20 and the searched networks as ``(label, genome)`` pairs, and the
+    search's record (times, ResNet-20's accuracy in the search, every candidate)."""
+    base = resnet20_genome(space)
+    calibration = analog_calibration(search_evaluator, args.analog_calib_images)
+    base_inherited = inherited_accuracy(search_evaluator, base, hw if args.search_on_crossbars else None,
+                                        calibration)
+    console.log(f"ResNet-20 inherited accuracy {'on the crossbars' if args.search_on_crossbars else 'float'}: "
+                f"{base_inherited:.4f} ({search_evaluator.test_size} test images)")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    genomes, acc, cost = search(
+        space, search_evaluator, hw, args.evaluations, args.batch, args.seed, on_crossbars=args.search_on_crossbars,
+        calibration=calibration, log=console.log,
+    )
+    search_s, search_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    front = np.flatnonzero(non_dominated(np.column_stack([-acc, cost])))
+    eligible = [i for i in front if acc[i] >= base_inherited]
+    picks = {}
+    if eligible:
+        picks["searched, lowest EDAP at >= ResNet-20 accuracy"] = min(eligible, key=lambda i: cost[i])
+    picks["searched, most accurate"] = max(front, key=lambda i: acc[i])
+    console.print(f"search: {len(genomes)} candidates in {search_s:.0f} s, front {len(front)}, "
+                  f"ResNet-20 inherited accuracy {base_inherited:.4f}")
+    info = {
+        "search_s": search_s, "search_cpu_s": search_cpu_s, "resnet20_search_accuracy": base_inherited,
+        "candidates": [{"genes": space.label(g), "accuracy": float(a), "edap": float(c)}
+                       for g, a, c in zip(genomes, acc, cost, strict=True)],
+    }
+    return [("ResNet-20", base), *((k, genomes[i]) for k, i in picks.items())], info
+
+
+def genome_from_row(space, row: dict) -> np.ndarray:
+    """The genome of a ``rows`` entry of an earlier ``--json``: its per-layer ``kernels`` (in slot order) and
+    ``crossbars`` (layer name -> side)."""
+    values = {f"{slot.name}.kernel": int(k) for slot, k in zip(space.slots, row["kernels"], strict=True)}
+    values.update({f"{name}.crossbar": int(side) for name, side in row["crossbars"].items()})
+    return space.encode(values)
+
+
+def networks_from_json(space, path: Path) -> list[tuple[str, np.ndarray]]:
+    """``(label, genome)`` of every network an earlier run measured (ResNet-20 first)."""
+    return [(row["network"], genome_from_row(space, row)) for row in json.loads(path.read_text())["rows"]]
+
+
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse inconsistent sizes before any data is read or any supernet trained (exit 2, one line)."""
     if args.analog_calib_images is not None and not 1 <= args.analog_calib_images <= CALIB_IMAGES:
         parser.error(f"--analog-calib-images must be between 1 and {CALIB_IMAGES} (the calibration images), "
                      f"got {args.analog_calib_images}")
+    if args.remeasure is not None and not args.remeasure.is_file():
+        parser.error(f"--remeasure {args.remeasure}: no such file; pass the --json of an earlier run")
     if args.search_test_per_class is None:
         return
     if args.dataset != "cifar10":
@@ -227,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help=f"calibrate the crossbars' input and ADC ranges on the first N of the {CALIB_IMAGES} calibration "
         "images (default: all)",
     )
+    parser.add_argument(
+        "--remeasure", type=Path, default=None,
+        help="skip the search: train and measure again the networks of an earlier --json (e.g. with more --chips); "
+        "also reports their supernet accuracy on the crossbars on the final test split",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     check_args(parser, args)
@@ -256,42 +311,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"({supernet_s:.0f} s), hardware isaac {' '.join(args.set)}; test images: "
                   f"{search_evaluator.test_size} in the search, {evaluator.test_size} for the final networks")
 
-    base = resnet20_genome(space)
-    calibration = analog_calibration(search_evaluator, args.analog_calib_images)
-    base_inherited = inherited_accuracy(search_evaluator, base, hw if args.search_on_crossbars else None,
-                                        calibration)
-    console.log(f"ResNet-20 inherited accuracy {'on the crossbars' if args.search_on_crossbars else 'float'}: "
-                f"{base_inherited:.4f} ({search_evaluator.test_size} test images)")
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    genomes, acc, cost = search(
-        space, search_evaluator, hw, args.evaluations, args.batch, args.seed, on_crossbars=args.search_on_crossbars,
-        calibration=calibration, log=console.log,
-    )
-    search_s, search_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-    front = np.flatnonzero(non_dominated(np.column_stack([-acc, cost])))
-    eligible = [i for i in front if acc[i] >= base_inherited]
-    picks = {}
-    if eligible:
-        picks["searched, lowest EDAP at >= ResNet-20 accuracy"] = min(eligible, key=lambda i: cost[i])
-    picks["searched, most accurate"] = max(front, key=lambda i: acc[i])
-    console.print(f"search: {len(genomes)} candidates in {search_s:.0f} s, front {len(front)}, "
-                  f"ResNet-20 inherited accuracy {base_inherited:.4f}")
-
-    rows = measure(space, [("ResNet-20", base), *((k, genomes[i]) for k, i in picks.items())], splits,
-                   evaluator, hw, args, console)
+    if args.remeasure is None:
+        networks, info = search_and_pick(space, search_evaluator, hw, args, console)
+    else:
+        networks, info = networks_from_json(space, args.remeasure), {"remeasured_from": str(args.remeasure)}
+    rows = measure(space, networks, splits, evaluator, hw, args, console)
     console.print(results_table(rows))
     result = {
         "dataset": args.dataset, "image_size": args.image_size, "per_class": args.per_class,
         "test_per_class": args.test_per_class, "supernet": str(checkpoint), "supernet_s": supernet_s,
         "supernet_epochs": args.epochs, "standalone_epochs": args.standalone_epochs, "evaluations": args.evaluations,
-        "search_s": search_s, "search_on_crossbars": args.search_on_crossbars, "hardware_set": list(args.set),
+        "search_on_crossbars": args.search_on_crossbars, "hardware_set": list(args.set),
         "chips": args.chips, "rows": rows,
-        "wall_s": time.perf_counter() - t_start,
-        "search_cpu_s": search_cpu_s, "cpu_s": time.process_time() - cpu_start,
+        "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - cpu_start,
         "search_test_images": search_evaluator.test_size, "test_images": evaluator.test_size,
-        "analog_calib_images": args.analog_calib_images, "resnet20_search_accuracy": base_inherited,
-        "candidates": [{"genes": space.label(g), "accuracy": float(a), "edap": float(c)}
-                       for g, a, c in zip(genomes, acc, cost, strict=True)],
+        "analog_calib_images": args.analog_calib_images, **info,
     }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else o))

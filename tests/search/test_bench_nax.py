@@ -57,3 +57,32 @@ def test_analog_calibration_takes_the_first_images_across_batches() -> None:
     cut = bench_nax.analog_calibration(evaluator, 6)
     assert [b.flatten().tolist() for b in cut] == [[0, 1, 2, 3, 4], [5]]
     assert [b.flatten().tolist() for b in bench_nax.analog_calibration(evaluator, 2)] == [[0, 1]]
+
+
+def test_remeasure_of_a_missing_file_is_refused(tmp_path: Path) -> None:
+    result = run_script("--remeasure", str(tmp_path / "none.json"), "--cache-dir", str(tmp_path / "supernets"))
+    assert result.returncode == 2
+    assert f"--remeasure {tmp_path / 'none.json'}: no such file; pass the --json of an earlier run" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "supernets").exists()
+
+
+def test_genome_from_row_rebuilds_the_networks_of_an_earlier_run() -> None:
+    from rnc.search.spaces import get_space
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_nax
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    space = get_space("nax", input_shape=[3, 16, 16])
+    names = [slot.name for slot in space.slots]
+    assert len(names) == 19  # ResNet-20: the stem, 3 stages x 3 blocks x 2 convs
+    resnet20 = {"kernels": [3] * 19, "crossbars": dict.fromkeys(names, 128)}
+    assert bench_nax.genome_from_row(space, resnet20).tolist() == [0, 1] * 19  # kernel 3 and crossbar 128: index 0, 1
+    kernels = [7, 5, 3] * 6 + [5]
+    sides = [64, 256] * 9 + [128]
+    row = {"kernels": kernels, "crossbars": dict(zip(names, sides, strict=True))}
+    genome = bench_nax.genome_from_row(space, row)
+    assert list(space.kernels(genome)) == kernels
+    assert list(space.crossbars(genome).values()) == sides
