@@ -208,6 +208,7 @@ def search_and_pick(space, search_evaluator: SubnetEvaluator, hw: HardwareConfig
     console.print(f"search: {len(genomes)} candidates in {search_s:.0f} s, front {len(front)}, "
                   f"ResNet-20 inherited accuracy {base_inherited:.4f}")
     info = {
+        "evaluations": args.evaluations, "search_on_crossbars": args.search_on_crossbars,
         "search_s": search_s, "search_cpu_s": search_cpu_s, "resnet20_search_accuracy": base_inherited,
         "candidates": [{"genes": space.label(g), "accuracy": float(a), "edap": float(c)}
                        for g, a, c in zip(genomes, acc, cost, strict=True)],
@@ -320,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = {
         "dataset": args.dataset, "image_size": args.image_size, "per_class": args.per_class,
         "test_per_class": args.test_per_class, "supernet": str(checkpoint), "supernet_s": supernet_s,
-        "supernet_epochs": args.epochs, "standalone_epochs": args.standalone_epochs, "evaluations": args.evaluations,
-        "search_on_crossbars": args.search_on_crossbars, "hardware_set": list(args.set),
+        "supernet_epochs": args.epochs, "standalone_epochs": args.standalone_epochs, "hardware_set": list(args.set),
         "chips": args.chips, "rows": rows,
         "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - cpu_start,
         "search_test_images": search_evaluator.test_size, "test_images": evaluator.test_size,
