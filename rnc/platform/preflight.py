@@ -80,11 +80,14 @@ def _check_space(config: ExperimentConfig) -> Any:
 
 
 def _check_recipe(config: ExperimentConfig, space: Any) -> None:
-    """A recipe option that needs a gene the space lacks (``balance: stages`` without ``num_stages``)."""
+    """A recipe option that needs a gene the space lacks (``balance: stages`` without ``num_stages``), or a
+    ``split_epoch`` the training never reaches."""
     from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
 
     try:
-        SupernetRecipe.from_options(config.supernet.recipe).check_space(space)
+        recipe = SupernetRecipe.from_options(config.supernet.recipe)
+        recipe.check_space(space)
+        recipe.check_epochs(config.supernet.epochs)
     except RecipeError as exc:
         raise UserError(f"supernet.recipe: {exc}") from None
 

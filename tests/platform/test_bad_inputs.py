@@ -104,6 +104,10 @@ EXPERIMENTS: dict[str, dict] = {
     "stage_balance_without_stages": _experiment(
         objectives=[{"name": "accuracy"}, {"name": "latency"}], supernet={"recipe": {"balance": "stages"}}
     ),
+    "split_never_reached": _experiment(
+        space={"name": "imc-blocks"}, objectives=[{"name": "accuracy"}, {"name": "latency"}],
+        supernet={"epochs": 2, "recipe": {"split": "stages", "split_epoch": 2}},
+    ),
     "pools_zero_simulators": _experiment(pools={"simulators": 0}),
 }
 
@@ -275,6 +279,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("exp-min-accuracy", ["launch", "{d}/exp-min_accuracy_above_1.yaml"], "constraints.min_accuracy"),
     ("exp-stage-balance-mbv3", ["launch", "{d}/exp-stage_balance_without_stages.yaml"],
      "supernet.recipe: recipe balance=stages needs a 'num_stages' gene"),
+    ("exp-split-never-reached", ["launch", "{d}/exp-split_never_reached.yaml"],
+     "supernet.recipe: recipe split_epoch 2 is not before the last epoch (2 epochs"),
     ("exp-latency-cap", ["launch", "{d}/exp-negative_latency_cap.yaml"], "constraints.max_latency_ns"),
     ("exp-object-store", ["launch", "{d}/exp-object_store.yaml"], "not an object-store URI"),
     ("exp-tracking-scheme", ["launch", "{d}/exp-tracking_scheme.yaml"], "unknown tracking URI scheme 'htp'"),

@@ -29,12 +29,17 @@ def test_config_recipe_is_validated_with_the_field_named():
     [
         ("distill=teacher", ("distill", "inplace")),  # a bad value
         ("balance=stages", ("--recipe", "num_stages")),  # a valid value the space (mbv3) cannot take
+        ("split=stages", ("--recipe", "num_stages")),
+        ("split_epoch=2", ("--recipe", "split=stages")),
+        (("--space", "imc-blocks", "split=stages", "split_epoch=4"), ("--recipe", "split_epoch 4", "4 epochs")),
     ],
 )
 def test_cli_bad_recipe_exits_2_before_training(tmp_path, option, expected):
     out = tmp_path / "ckpt"
+    space, options = ("mbv3", [option]) if isinstance(option, str) else (option[1], list(option[2:]))
+    recipe = [arg for value in options for arg in ("--recipe", value)]
     result = CliRunner().invoke(
-        app, ["supernet", "train", "--space", "mbv3", "--epochs", "1", "--out", str(out), "--recipe", option]
+        app, ["supernet", "train", "--space", space, "--epochs", "4", "--out", str(out), *recipe]
     )
     assert result.exit_code == 2, result.output
     assert all(word in result.output for word in expected), result.output

@@ -346,3 +346,82 @@ def test_recipe_recorded_in_the_manifest(tmp_path):
     training = load_manifest(tmp_path)["training"]
     assert training["rule"] == "sandwich" and training["random_subnets"] == 1
     assert training["recipe"]["distill"] == "none" and training["recipe"]["full_epochs"] == 0
+
+
+# -- few-shot split by number of stages (split=stages) ------------------------------------------------------
+
+
+def _tiny_split(space):
+    from rnc.search.supernet.split import StageSplitSupernet
+
+    torch.manual_seed(0)
+    return StageSplitSupernet(space, space.build_supernet)
+
+
+def test_split_supernet_shares_one_part_until_the_split_then_one_part_per_stage_count():
+    space = get_space("imc-blocks", input_shape=(3, 8, 8), max_stages=2, widths=[8, 16])
+    supernet = _tiny_split(space)
+    one_stage = StageSandwich(space).largest[0]
+    images = torch.randn(4, 3, 8, 8)
+    assert len(supernet.parts) == 2 and not bool(supernet.is_split)
+    assert supernet.part_of(one_stage) == 1  # before the split every subnet runs on the last part
+    supernet.set_active(one_stage)
+    supernet(images).sum().backward()
+    assert all(p.grad is None for p in supernet.parts[0].parameters())
+    supernet.zero_grad(set_to_none=True)
+    supernet.split()
+    for a, b in zip(supernet.parts[0].state_dict().values(), supernet.parts[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # after the split a one-stage subnet trains its own part only, and the same subnet of both parts agrees
+    supernet.set_active(one_stage)
+    assert supernet.part_of(one_stage) == 0
+    supernet.eval()
+    split_logits = supernet(images)
+    supernet.parts[1].set_active(one_stage)
+    assert torch.allclose(split_logits, supernet.parts[1].eval()(images))
+    supernet.train()
+    supernet(images).sum().backward()
+    assert any(p.grad is not None for p in supernet.parts[0].parameters())
+    assert all(p.grad is None for p in supernet.parts[1].parameters())
+    assert supernet.extract(one_stage).eval()(images).shape == (4, space.num_classes)
+
+
+def test_split_training_splits_at_its_epoch_and_the_checkpoint_restores_the_parts(tmp_path):
+    from rnc.search.supernet import load_supernet
+    from rnc.search.supernet.split import StageSplitSupernet
+
+    splits = load_dataset("digits", image_size=8)
+    splits = dataclasses.replace(splits, train=Subset(splits.train, range(64)), test=Subset(splits.test, range(32)))
+    space = get_space("imc-blocks", input_shape=(3, 8, 8), max_stages=2, widths=[8, 16])
+    recipe = SupernetRecipe(split="stages", split_epoch=2, full_epochs=1, random_subnets=1)
+    result = train_supernet(space, splits, epochs=3, seed=0, batch_size=32, out_dir=tmp_path, progress=False,
+                            recipe=recipe)
+    trained = result.supernet
+    assert isinstance(trained, StageSplitSupernet) and bool(trained.is_split)
+    # one epoch after the split the parts have moved apart
+    assert not torch.equal(trained.parts[0].classifiers[0].weight, trained.parts[1].classifiers[0].weight)
+    assert load_manifest(tmp_path)["training"]["recipe"]["split"] == "stages"
+    _, loaded, _ = load_supernet(tmp_path)
+    assert isinstance(loaded, StageSplitSupernet) and bool(loaded.is_split)
+    one_stage = StageSandwich(space).smallest[0]
+    images = torch.randn(4, 3, 8, 8)
+    a, b = trained.extract(one_stage).eval(), loaded.extract(one_stage).eval()
+    assert torch.allclose(a(images), b(images))
+
+
+def test_split_options_are_checked():
+    assert SupernetRecipe.from_options({"split": "stages", "split_epoch": "5"}).split_epoch == 5
+    for bad, word in (({"split": "blocks"}, "split must be"), ({"split_epoch": 3}, "needs split=stages"),
+                      ({"split": "stages", "split_epoch": -1}, ">= 0")):
+        with pytest.raises(RecipeError, match=word):
+            SupernetRecipe.from_options(bad)
+    with pytest.raises(RecipeError, match="split=stages needs a 'num_stages' gene"):
+        SupernetRecipe(split="stages").check_space(get_space("mbv3"))
+    recipe = SupernetRecipe(split="stages", split_epoch=10)
+    recipe.check_epochs(11)
+    with pytest.raises(RecipeError, match="not before the last epoch"):
+        recipe.check_epochs(10)
+    # without split_epoch the split comes with the first sandwich epoch: a quarter of the epochs
+    assert SupernetRecipe(split="stages").split_start(40, 10) == 10
+    assert SupernetRecipe(split="stages", split_epoch=3).split_start(40, 10) == 10
+    assert SupernetRecipe().split_start(40, 10) is None

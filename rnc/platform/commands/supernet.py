@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             [], "--recipe",
             help="Training recipe option KEY=VALUE (repeatable): distill=inplace|none, kd_temperature=T, "
             "shrink=none|progressive, full_epochs=N, random_subnets=N, balance=none|stages, "
-            "teacher=largest|per-stage (docs/search.md).",
+            "teacher=largest|per-stage, split=none|stages, split_epoch=N (docs/search.md).",
         ),
         workers: int = typer.Option(1, "--workers", min=1, help="Ray Train workers (1: a plain local process)."),
         gpu: bool = typer.Option(False, "--gpu", help="Train on GPUs (one per worker, through Ray Train)."),
@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
         chosen_space = get_space(space, **space_options)  # unknown or bad options fail here, before any training
         try:
             chosen_recipe.check_space(chosen_space)
+            chosen_recipe.check_epochs(epochs)
         except RecipeError as exc:
             raise typer.BadParameter(str(exc), param_hint="--recipe") from None
         check_dataset_files(dataset, root=data_root, download=download, data_format=data_format)

@@ -176,16 +176,30 @@ def pickle_errors() -> type[Exception]:
 def load_supernet(checkpoint_dir: str | Path, device: str | torch.device = "cpu"):
     """``(space, supernet, manifest)`` of a checkpoint; the supernet on ``device`` in eval mode."""
     from rnc.search.spaces import get_space
+    from rnc.search.supernet.split import build_supernet_for
 
     manifest = load_manifest(checkpoint_dir)
     space = get_space(manifest["space"], **manifest["space_options"])
-    supernet = space.build_supernet()
+    supernet = build_supernet_for(space, manifest_recipe(manifest))
     state = read_weights(checkpoint_dir)
     try:
         supernet.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint_dir}: weights do not fit space {manifest['space']!r}: {exc}") from None
     return space, supernet.to(device).eval(), manifest
+
+
+def manifest_recipe(manifest: dict[str, Any]):
+    """The :class:`~rnc.search.supernet.recipe.SupernetRecipe` a checkpoint was trained with (its manifest's
+    ``training.recipe``; the default recipe for checkpoints written before recipes existed)."""
+    from rnc.search.supernet.recipe import RecipeError, SupernetRecipe
+
+    recorded = dict((manifest.get("training") or {}).get("recipe") or {})
+    known = {k: v for k, v in recorded.items() if k in SupernetRecipe.__dataclass_fields__}
+    try:
+        return SupernetRecipe.from_options(known)
+    except (RecipeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"manifest training.recipe {recorded}: {exc}; the checkpoint is damaged") from None
 
 
 TrainFn = Callable[[SupernetSpec, Path], None]

@@ -40,7 +40,9 @@ DISTILL_MODES: tuple[str, ...] = ("inplace", "none")
 SHRINK_MODES: tuple[str, ...] = ("none", "progressive")
 BALANCE_MODES: tuple[str, ...] = ("none", "stages")
 TEACHER_MODES: tuple[str, ...] = ("largest", "per-stage")
-#: The gene whose value is a subnet's number of stages (``imc-blocks``); ``balance="stages"`` needs it.
+SPLIT_MODES: tuple[str, ...] = ("none", "stages")
+#: The gene whose value is a subnet's number of stages (``imc-blocks``); ``balance="stages"`` and
+#: ``split="stages"`` need it.
 STAGE_GENE = "num_stages"
 
 
@@ -67,7 +69,14 @@ class SupernetRecipe:
       needs a ``num_stages`` gene, not with ``shrink="progressive"``);
     - ``teacher``: ``"largest"`` (the largest subnet teaches every student) or ``"per-stage"`` (the largest
       subnet with ``n`` stages learns the labels and teaches the students with ``n`` stages; needs
-      ``balance="stages"`` and ``distill="inplace"``).
+      ``balance="stages"`` and ``distill="inplace"``);
+    - ``split``: ``"none"`` or ``"stages"`` -- few-shot NAS (Zhao et al., ICML 2021) on the number of stages:
+      the supernet is trained one-shot until ``split_epoch``, then copied into one part per stage count, and
+      every subnet trains and is measured on the part of its stage count from then on
+      (:class:`~rnc.search.supernet.split.StageSplitSupernet`; needs a ``num_stages`` gene);
+    - ``split_epoch``: the epoch (0-based) at whose start the split happens, with ``split="stages"``
+      (``None``: at the first sandwich epoch, i.e. after the largest-only warm start; an earlier epoch is
+      moved there, since only the largest subnet trains before it).
     """
 
     full_epochs: int | None = None
@@ -77,6 +86,8 @@ class SupernetRecipe:
     shrink: Literal["none", "progressive"] = "none"
     balance: Literal["none", "stages"] = "none"
     teacher: Literal["largest", "per-stage"] = "largest"
+    split: Literal["none", "stages"] = "none"
+    split_epoch: int | None = None
 
     def __post_init__(self) -> None:
         if self.full_epochs is not None and self.full_epochs < 0:
@@ -97,15 +108,41 @@ class SupernetRecipe:
             raise RecipeError("recipe balance=stages does not combine with shrink=progressive; choose one")
         if self.teacher == "per-stage" and (self.balance != "stages" or self.distill != "inplace"):
             raise RecipeError("recipe teacher=per-stage needs balance=stages and distill=inplace")
+        if self.split not in SPLIT_MODES:
+            raise RecipeError(f"recipe split must be one of {list(SPLIT_MODES)}, got {self.split!r}")
+        if self.split_epoch is not None and (self.split != "stages" or self.split_epoch < 0):
+            raise RecipeError(f"recipe split_epoch needs split=stages and must be >= 0, got {self.split_epoch}")
+
+    def check_epochs(self, epochs: int) -> None:
+        """Raise :class:`RecipeError` when ``split_epoch`` falls at or after the last of ``epochs`` (the
+        largest-only warm start as training resolves it: ``full_epochs``, else a quarter of the epochs)."""
+        full = epochs // 4 if self.full_epochs is None else max(0, min(self.full_epochs, epochs))
+        self.split_start(epochs, full)
+
+    def split_start(self, epochs: int, full_epochs: int) -> int | None:
+        """The epoch (0-based) at whose start the supernet splits (``None`` without ``split="stages"``); raises
+        :class:`RecipeError` when it is not before ``epochs``."""
+        if self.split != "stages":
+            return None
+        start = max(full_epochs, self.split_epoch or 0)
+        if start >= epochs:
+            raise RecipeError(
+                f"recipe split_epoch {start} is not before the last epoch ({epochs} epochs, {full_epochs} of "
+                f"them largest-only); lower split_epoch or train longer"
+            )
+        return start
 
     def check_space(self, space) -> None:
-        """Raise :class:`RecipeError` when the recipe needs a gene ``space`` lacks (``balance="stages"``: a
-        ``num_stages`` gene)."""
-        if self.balance == "stages" and STAGE_GENE not in [g.name for g in space.genes]:
-            raise RecipeError(
-                f"recipe balance=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none "
-                f"(use it with imc-blocks, or drop balance)"
-            )
+        """Raise :class:`RecipeError` when the recipe needs a gene ``space`` lacks (``balance="stages"``,
+        ``split="stages"``: a ``num_stages`` gene)."""
+        if STAGE_GENE in [g.name for g in space.genes]:
+            return
+        for option in ("balance", "split"):
+            if getattr(self, option) == "stages":
+                raise RecipeError(
+                    f"recipe {option}=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none "
+                    f"(use it with imc-blocks, or drop {option})"
+                )
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> SupernetRecipe:
@@ -118,7 +155,7 @@ class SupernetRecipe:
             raise RecipeError(f"unknown recipe option(s) {unknown}; known: {sorted(known)}")
         if "kd_temperature" in options:
             options["kd_temperature"] = float(options["kd_temperature"])
-        for name in ("full_epochs", "random_subnets"):
+        for name in ("full_epochs", "random_subnets", "split_epoch"):
             if options.get(name) is not None:
                 options[name] = int(options[name])
         return cls(**options)

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader
 import rnc
 from rnc.search.device import select_device
 from rnc.search.supernet.recipe import ShrinkSchedule, StageSandwich, SupernetRecipe
+from rnc.search.supernet.split import build_supernet_for
 
 
 @dataclass
@@ -236,7 +237,8 @@ def train_supernet(
 
     torch.manual_seed(seed)
     arch_rng = np.random.default_rng(seed)
-    supernet = space.build_supernet().to(device, memory_format=torch.channels_last)  # ~3x faster convs on CPU
+    split_at = recipe.split_start(epochs, full_epochs)  # RecipeError before any work when it is never reached
+    supernet = build_supernet_for(space, recipe).to(device, memory_format=torch.channels_last)  # ~3x on CPU
     model = prepare_model(supernet) if prepare_model else supernet
     loader = DataLoader(
         splits.train, batch_size=batch_size, shuffle=True, drop_last=len(splits.train) > batch_size,
@@ -283,6 +285,8 @@ def train_supernet(
         task = bar.add_task(f"{space.name}", total=total_steps, status="")
         for epoch in range(epochs):
             sandwich = epoch >= full_epochs
+            if epoch == split_at:
+                supernet.split()
             if sandwich and epoch == sort_at and hasattr(supernet, "sort_channels"):
                 supernet.sort_channels(optimizer)
             if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
