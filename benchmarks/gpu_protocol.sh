@@ -50,6 +50,8 @@ for i in 0 1 2; do
   [[ -n "$per_class" ]] && args+=(--per-class "$per_class")
   [[ -n "$test_per_class" ]] && args+=(--test-per-class "$test_per_class")
   [[ $space == imc-blocks && ${sizes[$i]} -lt 32 ]] && args+=(--option max_stages=4)
+  # the recipe that ranks imc-blocks subnets best on the CPU protocols (RESULTS.md, "Issue 10, fifth session")
+  [[ $space == imc-blocks ]] && args+=(--recipe split=stages)
   echo "== supernet $space at ${sizes[$i]}x${sizes[$i]}, ${epochs[$i]} epochs"
   "$python" -m rnc.platform.cli supernet train "${args[@]}" 2>&1 | tee "$out/train-$space.log"
 done
@@ -66,7 +68,8 @@ for space in spaces:
     summary[space] = {
         "device": manifest["training"]["device"], "format": d.get("format"), "image_size": d["image_size"],
         "per_class": d.get("per_class"), "test_per_class": d.get("test_per_class"), "epochs": manifest["epochs"],
-        "batch_size": manifest["training"]["batch_size"], "train_seconds": m["train_seconds"],
+        "batch_size": manifest["training"]["batch_size"], "split": manifest["training"]["recipe"].get("split"),
+        "train_seconds": m["train_seconds"],
         "train_images_per_second": m["train_images_per_second"],
         "largest_test_accuracy": m["largest_test_accuracy"], "smallest_test_accuracy": m["smallest_test_accuracy"],
     }

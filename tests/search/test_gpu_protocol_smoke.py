@@ -42,3 +42,4 @@ def test_smoke_protocol_runs_on_cpu(tmp_path):
         assert figures["device"] == "cpu" and figures["format"] == "imagefolder" and figures["image_size"] == 16
         assert figures["per_class"] == 10 and figures["train_seconds"] > 0
         assert 0.0 <= figures["smallest_test_accuracy"] <= 1.0 and 0.0 <= figures["largest_test_accuracy"] <= 1.0
+    assert summary["imc-blocks"]["split"] == "stages" and summary["mbv3"]["split"] == "none"

@@ -13,7 +13,8 @@ subnet's stage count and its inherited accuracy, 0.25 for the stand-alone accura
 one-shot supernet; :meth:`~StageSplitSupernet.split` copies the last part's weights into every other part, and
 from then on each subnet runs on the part of its stage count. Whether the split happened is a buffer, so a
 checkpoint restores it. The parts' unused deeper stages cost memory, not compute: the supernet holds ``S``
-times the one-shot supernet's parameters for ``S`` stage counts (``imc-blocks`` defaults: 4 x 0.36 M).
+times the one-shot supernet's parameters for ``S`` stage counts (``imc-blocks`` with ``max_stages=4`` and widths
+up to 64: 4 x 1.7 M).
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ sorted when the width dimension opens rather than when the sandwich starts. With
 (:class:`~rnc.search.supernet.recipe.StageSandwich`, spaces with a ``num_stages`` gene) the step also trains
 the largest and smallest subnet of every stage count and balances the random subnets' stage counts; with
 ``teacher="per-stage"`` the largest subnet of each stage count learns the labels and teaches the students
-with that many stages (:func:`plan_step`, :func:`train_step`).
+with that many stages (:func:`plan_step`, :func:`train_step`). With ``split="stages"`` the supernet is a
+:class:`~rnc.search.supernet.split.StageSplitSupernet`, split into one part per stage count at the start of
+epoch ``recipe.split_start(...)`` (few-shot NAS).
 
 Optimizer: SGD, Nesterov momentum 0.9, weight decay ``weight_decay`` on conv/linear weights only, cosine
 learning-rate decay per step after a one-epoch linear warm-up. Randomness (weights, data order,
