@@ -25,18 +25,17 @@ def test_config_recipe_is_validated_with_the_field_named():
 
 
 @pytest.mark.parametrize(
-    ("option", "expected"),
+    ("space", "options", "expected"),
     [
-        ("distill=teacher", ("distill", "inplace")),  # a bad value
-        ("balance=stages", ("--recipe", "num_stages")),  # a valid value the space (mbv3) cannot take
-        ("split=stages", ("--recipe", "num_stages")),
-        ("split_epoch=2", ("--recipe", "split=stages")),
-        (("--space", "imc-blocks", "split=stages", "split_epoch=4"), ("--recipe", "split_epoch 4", "4 epochs")),
+        ("mbv3", ["distill=teacher"], ("distill", "inplace")),  # a bad value
+        ("mbv3", ["balance=stages"], ("--recipe", "num_stages")),  # a valid value the space cannot take
+        ("mbv3", ["split=stages"], ("--recipe", "num_stages")),
+        ("mbv3", ["split_epoch=2"], ("--recipe", "split=stages")),
+        ("imc-blocks", ["split=stages", "split_epoch=4"], ("--recipe", "split_epoch 4", "4 epochs")),  # never reached
     ],
 )
-def test_cli_bad_recipe_exits_2_before_training(tmp_path, option, expected):
+def test_cli_bad_recipe_exits_2_before_training(tmp_path, space, options, expected):
     out = tmp_path / "ckpt"
-    space, options = ("mbv3", [option]) if isinstance(option, str) else (option[1], list(option[2:]))
     recipe = [arg for value in options for arg in ("--recipe", value)]
     result = CliRunner().invoke(
         app, ["supernet", "train", "--space", space, "--epochs", "4", "--out", str(out), *recipe]

@@ -114,10 +114,9 @@ class SupernetRecipe:
             raise RecipeError(f"recipe split_epoch needs split=stages and must be >= 0, got {self.split_epoch}")
 
     def check_epochs(self, epochs: int) -> None:
-        """Raise :class:`RecipeError` when ``split_epoch`` falls at or after the last of ``epochs`` (the
-        largest-only warm start as training resolves it: ``full_epochs``, else a quarter of the epochs)."""
-        full = epochs // 4 if self.full_epochs is None else max(0, min(self.full_epochs, epochs))
-        self.split_start(epochs, full)
+        """Raise :class:`RecipeError` when ``split_epoch`` falls at or after the last of ``epochs`` (with the
+        largest-only warm start that training resolves: :func:`warm_start_epochs`)."""
+        self.split_start(epochs, warm_start_epochs(self.full_epochs, epochs))
 
     def split_start(self, epochs: int, full_epochs: int) -> int | None:
         """The epoch (0-based) at whose start the supernet splits (``None`` without ``split="stages"``); raises
@@ -135,14 +134,9 @@ class SupernetRecipe:
     def check_space(self, space) -> None:
         """Raise :class:`RecipeError` when the recipe needs a gene ``space`` lacks (``balance="stages"``,
         ``split="stages"``: a ``num_stages`` gene)."""
-        if STAGE_GENE in [g.name for g in space.genes]:
-            return
         for option in ("balance", "split"):
             if getattr(self, option) == "stages":
-                raise RecipeError(
-                    f"recipe {option}=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none "
-                    f"(use it with imc-blocks, or drop {option})"
-                )
+                stage_gene_index(space, option)
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> SupernetRecipe:
@@ -164,6 +158,24 @@ class SupernetRecipe:
         """The options that differ from the defaults (what a checkpoint's cache key must include)."""
         default = SupernetRecipe()
         return {k: v for k, v in asdict(self).items() if getattr(default, k) != v}
+
+
+def warm_start_epochs(full_epochs: int | None, epochs: int) -> int:
+    """Epochs that train the largest subnet alone: ``full_epochs`` clipped to ``0..epochs``, or a quarter of
+    ``epochs`` when it is ``None`` (the recipe's default)."""
+    return epochs // 4 if full_epochs is None else max(0, min(int(full_epochs), epochs))
+
+
+def stage_gene_index(space, option: str) -> int:
+    """Index of ``space``'s ``num_stages`` gene; :class:`RecipeError` naming ``option`` (``"balance"``,
+    ``"split"``) when the space has none."""
+    names = [g.name for g in space.genes]
+    if STAGE_GENE not in names:
+        raise RecipeError(
+            f"recipe {option}=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none "
+            f"(use it with imc-blocks, or drop {option})"
+        )
+    return names.index(STAGE_GENE)
 
 
 def gene_dimension(name: str) -> str | None:
@@ -265,11 +277,8 @@ class StageSandwich:
     """
 
     def __init__(self, space) -> None:
-        names = [g.name for g in space.genes]
-        if STAGE_GENE not in names:
-            raise RecipeError(f"space {space.name!r} has no {STAGE_GENE!r} gene to balance the sandwich over")
         self.space = space
-        self.gene = names.index(STAGE_GENE)
+        self.gene = stage_gene_index(space, "balance")
         self.n_stage_counts = len(space.genes[self.gene].choices)
         self.largest = [self._with_stages(space.largest(), n) for n in range(self.n_stage_counts)]
         self.smallest = [self._with_stages(space.smallest(), n) for n in range(self.n_stage_counts)]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnc.search.supernet.recipe import STAGE_GENE, RecipeError, SupernetRecipe
+from rnc.search.supernet.recipe import SupernetRecipe, stage_gene_index
 
 
 class StageSplitSupernet(nn.Module):
@@ -33,23 +33,28 @@ class StageSplitSupernet(nn.Module):
 
     Same interface as the supernet it splits: :meth:`set_active`, ``forward`` (images (N, C, H, W) -> logits
     (N, classes)), :meth:`extract`. Raises :class:`~rnc.search.supernet.recipe.RecipeError` when ``space`` has
-    no ``num_stages`` gene.
+    no ``num_stages`` gene. ``is_split`` (a bool buffer) records whether :meth:`split` has run.
     """
 
     def __init__(self, space, build_part: Callable[[], nn.Module]) -> None:
         super().__init__()
-        names = [g.name for g in space.genes]
-        if STAGE_GENE not in names:
-            raise RecipeError(f"recipe split=stages needs a {STAGE_GENE!r} gene; space {space.name!r} has none")
         self.space = space
-        self._gene = names.index(STAGE_GENE)
+        self._gene = stage_gene_index(space, "split")
         self.parts = nn.ModuleList(build_part() for _ in space.genes[self._gene].choices)
-        self.register_buffer("is_split", torch.tensor(False))
+        self.register_buffer("is_split", torch.tensor(False))  # what checkpoints hold
+        # the buffer's value as a Python bool, so that choosing a part (every subnet of every step) never reads
+        # a tensor, which on a GPU would wait for the device; refreshed after every state-dict load
+        self._split = False
+        self.register_load_state_dict_post_hook(StageSplitSupernet._read_split_flag)
         self._active_part = len(self.parts) - 1
+
+    @staticmethod
+    def _read_split_flag(module: StageSplitSupernet, _incompatible_keys) -> None:
+        module._split = bool(module.is_split)
 
     def part_of(self, genome: Sequence[int] | np.ndarray) -> int:
         """Index of the part that runs ``genome``: its stage count minus one after the split, else the last."""
-        return int(genome[self._gene]) if bool(self.is_split) else len(self.parts) - 1
+        return int(genome[self._gene]) if self._split else len(self.parts) - 1
 
     @torch.no_grad()
     def split(self) -> None:
@@ -57,12 +62,13 @@ class StageSplitSupernet(nn.Module):
 
         The copy is in place, so an optimizer built over :meth:`parameters` keeps working; the other parts'
         optimizer state (momentum) starts empty, as they have had no gradient yet."""
-        if bool(self.is_split):
+        if self._split:
             return
         state = self.parts[-1].state_dict()
         for part in self.parts[:-1]:
             part.load_state_dict(state)
         self.is_split.fill_(True)
+        self._split = True
 
     def set_active(self, genome: Sequence[int] | np.ndarray) -> None:
         """Select the subnet of ``genome`` in the part of its stage count for the following forward passes."""

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader
 
 import rnc
 from rnc.search.device import select_device
-from rnc.search.supernet.recipe import ShrinkSchedule, StageSandwich, SupernetRecipe
+from rnc.search.supernet.recipe import ShrinkSchedule, StageSandwich, SupernetRecipe, warm_start_epochs
 from rnc.search.supernet.split import build_supernet_for
 
 
@@ -226,8 +226,7 @@ def train_supernet(
     if splits.num_classes != space.num_classes:
         raise ValueError(f"dataset has {splits.num_classes} classes, space {space.name!r} {space.num_classes}")
     recipe = recipe or SupernetRecipe()
-    full_epochs = recipe.full_epochs if full_epochs is None else full_epochs
-    full_epochs = epochs // 4 if full_epochs is None else max(0, min(int(full_epochs), epochs))
+    full_epochs = warm_start_epochs(recipe.full_epochs if full_epochs is None else full_epochs, epochs)
     random_subnets = recipe.random_subnets if random_subnets is None else random_subnets
     if random_subnets is None:
         random_subnets = int(getattr(space, "supernet_random_subnets", 2))
